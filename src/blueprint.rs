@@ -1,0 +1,1 @@
+//! Blueprints: checking and writing Render's `render.yaml`.

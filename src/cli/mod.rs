@@ -1,0 +1,87 @@
+//! The command-line program: argument parsing and one file per command.
+//!
+//! Exit codes follow `sysexits.h` where the contract asks for them: 78 (`EX_CONFIG`) for
+//! invalid configuration, 69 (`EX_UNAVAILABLE`) for an unreachable database.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod blueprint;
+mod check_env;
+mod rehearse;
+mod serve;
+mod sign;
+mod trigger;
+mod verify;
+
+/// Invalid configuration (`EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+/// A required service (the database) is unreachable (`EX_UNAVAILABLE`).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
+/// Make a web service safe and fast to deploy on Render.
+#[derive(Debug, Parser)]
+#[command(name = "render-deploy", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands of the program (contract §2).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service with the configuration read from the environment.
+    Serve,
+    /// `serve` for a laptop: development defaults and a throwaway PostgreSQL when DATABASE_URL is unset.
+    Dev,
+    /// Validate the environment and print every problem (meant as Render's preDeployCommand).
+    CheckEnv(check_env::Args),
+    /// Sign a payload and print the HTTP header lines that carry the signature.
+    Sign(sign::Args),
+    /// Verify a captured delivery offline.
+    Verify(verify::Args),
+    /// Start a deploy through Render's deploy hook URL.
+    Trigger(trigger::Args),
+    /// Check or write a Blueprint (`render.yaml`).
+    #[command(subcommand)]
+    Blueprint(blueprint::Command),
+    /// Rehearse a Render zero-downtime deploy on this machine.
+    Rehearse(rehearse::Args),
+}
+
+/// Parses the command line and runs the command; the whole of `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve => serve::serve(),
+        Command::Dev => serve::dev(),
+        Command::CheckEnv(args) => check_env::run(args),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Trigger(args) => trigger::run(args),
+        Command::Blueprint(cmd) => blueprint::run(cmd),
+        Command::Rehearse(args) => rehearse::run(args),
+    }
+}
+
+/// Printed by a command whose issue has not landed yet.
+fn not_yet_available(command: &str) -> ExitCode {
+    eprintln!("render-deploy {command}: not yet available");
+    ExitCode::from(1)
+}
+
+/// A payload argument: a file, or `-` / nothing for stdin.
+fn read_payload(path: Option<&PathBuf>) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    match path {
+        Some(p) if p.as_os_str() != "-" => std::fs::read(p),
+        _ => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf)?;
+            Ok(buf)
+        }
+    }
+}

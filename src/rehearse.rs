@@ -1,0 +1,1 @@
+//! Rehearsing a Render zero-downtime deploy on this machine.
