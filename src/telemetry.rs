@@ -1,4 +1,13 @@
-//! Logs (tracing) and metrics (Prometheus).
+//! Telemetry: log lines (tracing) on stdout and metrics (Prometheus text) for `/metrics`.
+//!
+//! Both are process-wide: a tracing subscriber and a `metrics` recorder can each be installed
+//! once per process, so [`init_logging`] and [`metrics_handle`] are idempotent and every
+//! [`crate::server::Deployment`] in a process (tests start several) shares them.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
 
 /// Format of the log lines on stdout (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -7,4 +16,41 @@ pub enum LogFormat {
     Json,
     /// Human-readable lines (the default elsewhere).
     Pretty,
+}
+
+/// Installs the log subscriber on stdout, filtered by `RUST_LOG` (default `info`).
+///
+/// A second call (or a subscriber installed by the host application) is left alone.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+}
+
+/// The process's Prometheus recorder, installed on first use.
+///
+/// When the host application installed another `metrics` recorder first, ours still renders
+/// (empty) so that `/metrics` answers rather than fails.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ])
+                .expect("the bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
 }

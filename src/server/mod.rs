@@ -1,5 +1,9 @@
 //! The service: [`Deployment`] wires configuration, pool, health and hooks, serves, and drains.
 
-/// The whole service (filled in by the service issue).
+pub mod listener;
+pub mod middleware;
+// routes.rs is wired once the pool lands.
+
+/// The whole service (being wired).
 #[derive(Debug)]
 pub struct Deployment {}

@@ -1,0 +1,102 @@
+//! The service's own endpoints besides health and hooks: `/` (one pooled query) and `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use super::middleware::json_error;
+use crate::pool::PoolManager;
+
+/// What `/` needs.
+#[derive(Clone)]
+pub struct RootState {
+    /// The pool the query goes through.
+    pub pool: Arc<PoolManager>,
+    /// `RENDER_SERVICE_NAME`, or the crate name.
+    pub service: String,
+    /// `RENDER_GIT_COMMIT`, or the crate version.
+    pub version: String,
+    /// `RENDER_INSTANCE_ID`, or the host name.
+    pub instance: String,
+}
+
+/// `GET /`: the example of a pooled query, one round trip through the pool.
+pub async fn root(State(state): State<RootState>) -> Response {
+    let conn = match state.pool.get_connection().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::warn!(error = %e, "GET /: no database connection");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+        }
+    };
+    // Formatted by the server so the answer needs no date type on our side.
+    let sql = r#"SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#;
+    match conn.query_one(sql, &[]).await {
+        Ok(row) => {
+            let time: String = row.get(0);
+            Json(serde_json::json!({
+                "service": state.service,
+                "version": state.version,
+                "instance": state.instance,
+                "database_time": time,
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "GET /: query failed");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}
+
+/// What `/metrics` needs.
+#[derive(Clone)]
+pub struct MetricsState {
+    /// The Prometheus renderer.
+    pub handle: PrometheusHandle,
+    /// SHA-256 of `METRICS_TOKEN`: compared digest to digest, so the comparison's timing
+    /// says nothing about the token.
+    pub token_digest: [u8; 32],
+    /// Refreshes gauges (pool figures, shutdown state) just before rendering.
+    pub refresh: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl MetricsState {
+    /// Guards `/metrics` with `token`.
+    pub fn new(
+        handle: PrometheusHandle,
+        token: &SecretString,
+        refresh: Arc<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        Self { handle, token_digest: Sha256::digest(token.expose_secret()).into(), refresh }
+    }
+}
+
+/// `GET /metrics`: Prometheus text for `Authorization: Bearer <METRICS_TOKEN>`, else 401.
+pub async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| <[u8; 32]>::from(Sha256::digest(t.trim())));
+    if presented != Some(state.token_digest) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": "unauthorized" })),
+        )
+            .into_response();
+    }
+    (state.refresh)();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.handle.render(),
+    )
+        .into_response()
+}
