@@ -259,7 +259,11 @@ fn build(mut report: Report) -> Validation {
     let health = HealthSettings {
         cache_ttl: seconds(&report, "HEALTH_CACHE_TTL", health_defaults.cache_ttl),
         failure_ttl: seconds(&report, "HEALTH_FAILURE_TTL", health_defaults.failure_ttl),
-        probe_timeout: seconds(&report, "HEALTH_PROBE_TIMEOUT", health_defaults.probe_timeout),
+        probe_timeout: seconds(
+            &report,
+            "HEALTH_PROBE_TIMEOUT",
+            health_defaults.probe_timeout,
+        ),
         db_policy: match text(&mut report, "HEALTH_DB_POLICY").as_deref() {
             Some("strict") => DbPolicy::Strict,
             Some("ignore") => DbPolicy::Ignore,

@@ -118,7 +118,12 @@ fn print(outcome: &Outcome, format: Format) -> ExitCode {
                 let _ = writeln!(err, "{p}");
             }
             if outcome.ok {
-                let width = outcome.summary.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+                let width = outcome
+                    .summary
+                    .iter()
+                    .map(|(k, _)| k.len())
+                    .max()
+                    .unwrap_or(0);
                 let _ = writeln!(out, "configuration is valid");
                 for (name, shown) in outcome.summary.iter() {
                     let _ = writeln!(out, "  {name:<width$}  {shown}");
