@@ -1,7 +1,19 @@
 //! `render-deploy check-env`: validate the environment (contract §2, §3).
+//!
+//! Text output: every problem on stderr, one per line (`NAME: what is wrong (what is
+//! expected)`), exit 78; or the redacted summary on stdout, exit 0. JSON output (stdout, either
+//! way): `{"ok": bool, "problems": [{"var", "problem"}], "summary": {...}}`, plus `"warnings"`,
+//! and `"error"` when the schema file itself is unusable (also exit 78: the pre-deploy check
+//! must not pass when it could not check anything).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::config::{Config, Env, Mode, Problem, Summary};
+use crate::schema::Schema;
 
 /// Arguments of `check-env`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +38,116 @@ pub enum Format {
     Json,
 }
 
-pub fn run(_args: Args) -> ExitCode {
-    super::not_yet_available("check-env")
+/// What `check-env` found, before it is printed.
+#[derive(Debug, Default, Serialize)]
+struct Outcome {
+    ok: bool,
+    problems: Vec<Problem>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<Problem>,
+    summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let env = Env::from_process();
+    let (outcome, config) = match &args.schema {
+        Some(path) => match Schema::from_file(path) {
+            Ok(schema) => {
+                let report = schema.check(&env, Mode::Serve);
+                let outcome = Outcome {
+                    ok: report.is_ok(),
+                    problems: report.problems.clone(),
+                    warnings: report.warnings.clone(),
+                    summary: report.summary.clone(),
+                    error: None,
+                };
+                (outcome, None)
+            }
+            Err(e) => {
+                let outcome = Outcome {
+                    error: Some(e.to_string()),
+                    ..Outcome::default()
+                };
+                (outcome, None)
+            }
+        },
+        None => {
+            let validation = Config::validate(&env, Mode::Serve);
+            let (problems, config) = match validation.result {
+                Ok(config) => (Vec::new(), Some(config)),
+                Err(errors) => (errors.problems, None),
+            };
+            let outcome = Outcome {
+                ok: problems.is_empty(),
+                problems,
+                warnings: validation.warnings,
+                summary: validation.summary,
+                error: None,
+            };
+            (outcome, config)
+        }
+    };
+    let code = print(&outcome, args.format);
+    if code != ExitCode::SUCCESS || !args.connect {
+        return code;
+    }
+    connect(config.as_ref(), args.format)
+}
+
+/// Prints the outcome; returns 0 when valid, 78 otherwise.
+fn print(outcome: &Outcome, format: Format) -> ExitCode {
+    // A closed stdout (e.g. `| head`) is not a reason to panic; the exit code still tells.
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    match format {
+        Format::Json => {
+            if let Ok(json) = serde_json::to_string_pretty(outcome) {
+                let _ = writeln!(out, "{json}");
+            }
+        }
+        Format::Text => {
+            if let Some(e) = &outcome.error {
+                let _ = writeln!(err, "{e}");
+            }
+            for w in &outcome.warnings {
+                let _ = writeln!(err, "warning: {w}");
+            }
+            for p in &outcome.problems {
+                let _ = writeln!(err, "{p}");
+            }
+            if outcome.ok {
+                let width = outcome
+                    .summary
+                    .iter()
+                    .map(|(k, _)| k.len())
+                    .max()
+                    .unwrap_or(0);
+                let _ = writeln!(out, "configuration is valid");
+                for (name, shown) in outcome.summary.iter() {
+                    let _ = writeln!(out, "  {name:<width$}  {shown}");
+                }
+            } else if outcome.error.is_none() {
+                let n = outcome.problems.len();
+                let s = if n == 1 { "" } else { "s" };
+                let _ = writeln!(err, "configuration is invalid: {n} problem{s}");
+            }
+        }
+    }
+    if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_CONFIG)
+    }
+}
+
+/// `--connect`: the one place the pool's inspection will be wired in.
+///
+/// TODO(pool issue): call `render_deploy::pool::inspect(&config)` and print the server version,
+/// `max_connections` and the pool size `serve` would choose; exit 69 when unreachable.
+fn connect(config: Option<&Config>, _format: Format) -> ExitCode {
+    let _ = config;
+    eprintln!("--connect: not yet available (the environment itself is valid)");
+    ExitCode::from(1)
 }
