@@ -137,6 +137,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `REQUEST_TIMEOUT` (default 30 s).
     pub request_timeout: Duration,
+    /// `HEADER_READ_TIMEOUT`: how long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// `SHUTDOWN_LINGER_MS`: after SIGTERM, how long open connections are still answered.
+    pub shutdown_linger: Duration,
     /// `METRICS_TOKEN`: `/metrics` is served only with it.
     pub metrics_token: Option<SecretString>,
     /// `LOG_FORMAT` (default json in production, pretty otherwise).
@@ -323,6 +327,10 @@ fn build(mut report: Report) -> Validation {
 
     let shutdown_timeout = seconds(&report, "SHUTDOWN_TIMEOUT", Duration::from_secs(25));
     let request_timeout = seconds(&report, "REQUEST_TIMEOUT", Duration::from_secs(30));
+    let header_read_timeout = seconds(&report, "HEADER_READ_TIMEOUT", Duration::from_secs(10));
+    let shutdown_linger = integer(&report, "SHUTDOWN_LINGER_MS")
+        .and_then(|n| u64::try_from(n).ok())
+        .map_or(Duration::from_millis(250), Duration::from_millis);
     let metrics_token = secret(&mut report, "METRICS_TOKEN");
     let log_format = match text(&mut report, "LOG_FORMAT").as_deref() {
         Some("json") => LogFormat::Json,
@@ -355,6 +363,8 @@ fn build(mut report: Report) -> Validation {
             hooks,
             shutdown_timeout,
             request_timeout,
+            header_read_timeout,
+            shutdown_linger,
             metrics_token,
             log_format,
             render,
