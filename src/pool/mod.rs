@@ -296,7 +296,15 @@ impl Shared {
             }
             let last_use = metrics.recycled.unwrap_or(metrics.created);
             if last_use.elapsed() < self.settings.recheck_after && !self.failure_since(last_use) {
-                return Ok(());
+                // Yield once to the I/O driver first: a server that closed this connection
+                // a moment ago has its EOF or FATAL message waiting in the socket, and the
+                // connection's task must see it before we trust `is_closed` (otherwise a task
+                // that held the thread meanwhile could be handed a dead connection).
+                tokio::task::yield_now().await;
+                if !client.is_closed() {
+                    return Ok(());
+                }
+                return Err(HookError::message("closed by the server"));
             }
             metrics::counter!("render_deploy_pool_checks_total").increment(1);
             // The empty query is the cheapest round trip there is, and PgBouncer passes it on
@@ -738,17 +746,25 @@ impl PoolManager {
         }
     }
 
-    /// Opens connections until `DB_POOL_MIN_IDLE` (at most the pool size) are idle.
+    /// Opens connections until `DB_POOL_MIN_IDLE` (at most the pool size) are idle. Never
+    /// waits for a busy pool: a pool whose connections are all in use has nothing to keep idle.
     async fn fill_min_idle(&self) -> Result<(), PoolError> {
-        let status = self.inner.pool.status();
+        let pool = &self.inner.pool;
+        let status = pool.status();
         let want = self.inner.shared.settings.min_idle.min(status.max_size);
         if status.available >= want {
             return Ok(());
         }
+        let mut timeouts = pool.timeouts();
+        timeouts.wait = Some(Duration::ZERO);
         // Holding them all at once forces new connections instead of reusing one.
         let mut held = Vec::with_capacity(want);
         for _ in 0..want {
-            held.push(self.checkout().await?);
+            match pool.timeout_get(&timeouts).await {
+                Ok(object) => held.push(object),
+                Err(deadpool_postgres::PoolError::Timeout(TimeoutType::Wait)) => break,
+                Err(e) => return Err(self.pool_error(e, Instant::now())),
+            }
         }
         Ok(())
     }
@@ -766,7 +782,7 @@ impl PoolManager {
         let max_lifetime = self.inner.shared.settings.max_lifetime;
         let every = (max_lifetime / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
         runtime.spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
