@@ -34,9 +34,11 @@ impl Certificates {
         // PostgreSQL refuses a key readable by others, and reads it as the server's user.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        if nix::unistd::Uid::effective().is_root()
-            && let Some(pg) = nix::unistd::User::from_name("postgres").unwrap()
-        {
+        let server_user = nix::unistd::Uid::effective()
+            .is_root()
+            .then(|| nix::unistd::User::from_name("postgres").unwrap())
+            .flatten();
+        if let Some(pg) = server_user {
             for path in [dir.path().to_path_buf(), key, dir.path().join("server.crt")] {
                 std::os::unix::fs::chown(&path, Some(pg.uid.as_raw()), Some(pg.gid.as_raw()))
                     .unwrap();
