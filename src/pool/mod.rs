@@ -1,0 +1,983 @@
+//! The PostgreSQL connection pool: deadpool-postgres that sizes itself and survives faults.
+//!
+//! [`PoolManager`] wraps a [`deadpool_postgres::Pool`] and adds what deadpool leaves to its user
+//! (contract §5):
+//!
+//! - **Bounds on every wait.** deadpool waits forever by default; here a checkout waits at most
+//!   `DB_POOL_TIMEOUT` in all (slot, connect and checks together), a connect at most
+//!   `DB_CONNECT_TIMEOUT`, and a liveness check at most half the smaller of the two.
+//! - **Checked on checkout, HikariCP's way.** A query on every checkout doubles the round trips of
+//!   a short request, so a connection that was checked out less than `recheck_after` ago (500 ms
+//!   by default) is handed out after the free `is_closed` test only; any older one gets an empty
+//!   query first, and so does every connection after the pool has seen a connection fail since
+//!   its last use. A dead connection is dropped and another taken or opened: never handed out.
+//! - **Retired** after `DB_MAX_LIFETIME`, both on checkout and by a background sweep that also
+//!   keeps `DB_POOL_MIN_IDLE` connections open.
+//! - **Half-open connections** are noticed by TCP keepalives and `tcp_user_timeout` while idle or
+//!   busy, and by the bounded check on checkout.
+//! - **Sized by the server** (`DB_POOL_MAX=auto`, [`sizing`]), **TLS by `sslmode`** ([`tls`]),
+//!   **PgBouncer**-safe (no statement cache is reachable, no session state is set, the check is
+//!   an empty simple query).
+//! - **Typed errors** ([`PoolError`]) that never contain the password, an authentication failure
+//!   that is not retried in a storm, a subscriber hook for connection failures
+//!   ([`PoolManager::on_connection_failure`]) and figures for `/metrics` ([`PoolManager::status`]).
+//!
+//! # Metrics (`metrics` crate)
+//!
+//! Gauges, refreshed by [`PoolManager::status`] and by the background sweep:
+//! `render_deploy_pool_size`, `render_deploy_pool_idle`, `render_deploy_pool_in_use`,
+//! `render_deploy_pool_waiting`, `render_deploy_pool_max`. Counters:
+//! `render_deploy_pool_timeouts_total` (checkouts that timed out),
+//! `render_deploy_pool_errors_total` (connection failures seen: failed connects, dropped
+//! connections, failed checks), `render_deploy_pool_checks_total` (liveness checks run on
+//! checkout), `render_deploy_pool_retired_total` (connections retired for their age).
+//!
+//! # PgBouncer in transaction mode
+//!
+//! With `DB_PGBOUNCER=true` nothing in the pool relies on session state. The client that
+//! [`PooledConnection`] derefs to is plain tokio-postgres, so deadpool's statement cache is out of
+//! reach; note that tokio-postgres' `query`/`execute` with SQL text prepare a *named* statement in
+//! one round trip and use it in the next, which PgBouncer before 1.21 (or without
+//! `max_prepared_statements`) may route to another server. Use `query_typed` (one round trip,
+//! unnamed statement) or `simple_query` through PgBouncer.
+
+mod sizing;
+mod tls;
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{
+    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Metrics, QueueMode, RecyclingMethod,
+    Runtime, TimeoutType,
+};
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+pub use sizing::{PoolSizing, SPARE_CONNECTIONS, ServerFigures};
+
+use crate::database_url::DatabaseUrl;
+
+/// How many connections the pool may hold (`DB_POOL_MAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolMax {
+    /// Chosen from the server's `max_connections` and the CPUs (contract §5).
+    #[default]
+    Auto,
+    /// A fixed size.
+    Fixed(usize),
+}
+
+/// Settings of the pool, from the `DB_*` variables (defaults as in the contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `DB_POOL_MAX` (default `auto`).
+    pub max: PoolMax,
+    /// `DB_POOL_MIN_IDLE` (default 1).
+    pub min_idle: usize,
+    /// `DB_POOL_TIMEOUT`: how long a request waits for a connection (default 5 s).
+    pub wait_timeout: Duration,
+    /// `DB_CONNECT_TIMEOUT`: how long opening one connection may take (default 5 s).
+    pub connect_timeout: Duration,
+    /// `DB_MAX_LIFETIME`: age at which a connection is retired (default 1800 s).
+    pub max_lifetime: Duration,
+    /// `DB_POOL_INSTANCES`: instances sharing the database (default 1).
+    pub instances: u32,
+    /// `DB_PGBOUNCER`: the URL points at PgBouncer in transaction mode (default false).
+    pub pgbouncer: bool,
+    /// CPUs for `auto` (from `RENDER_CPU_COUNT`; the machine's when `None`).
+    pub cpus: Option<u32>,
+    /// A connection checked out less than this long ago is handed out without a liveness
+    /// query (default 500 ms, as HikariCP); `Duration::ZERO` checks on every checkout.
+    pub recheck_after: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max: PoolMax::Auto,
+            min_idle: 1,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            max_lifetime: Duration::from_secs(1800),
+            instances: 1,
+            pgbouncer: false,
+            cpus: None,
+            recheck_after: Duration::from_millis(500),
+        }
+    }
+}
+
+impl PoolSettings {
+    /// How long one liveness check may take: half the smaller of the wait and connect
+    /// timeouts, so that a check that hangs still leaves time to open a replacement.
+    pub fn check_timeout(&self) -> Duration {
+        (self.wait_timeout.min(self.connect_timeout) / 2).max(Duration::from_millis(50))
+    }
+
+    fn cpus(&self) -> u32 {
+        self.cpus.unwrap_or_else(sizing::machine_cpus)
+    }
+}
+
+/// Why the pool's configuration cannot work (fix the settings; retrying does not help).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolConfigError {
+    /// `DB_POOL_MAX=auto` leaves less than one connection per instance.
+    #[error(
+        "DB_POOL_MAX=auto leaves {budget} connections per instance: (max_connections {max_connections} \
+         − {reserved} reserved − 10 spare) / (2 × {instances} instances, doubled for deploys) is below 1 \
+         (raise the server's max_connections, lower DB_POOL_INSTANCES, or set DB_POOL_MAX to a number)"
+    )]
+    BudgetBelowOne {
+        /// The server's `max_connections`.
+        max_connections: u32,
+        /// Connections the server reserves.
+        reserved: u32,
+        /// `DB_POOL_INSTANCES`.
+        instances: u32,
+        /// The computed budget.
+        budget: i64,
+    },
+    /// `DB_POOL_MAX=0`.
+    #[error("DB_POOL_MAX is 0 (expected at least 1, or auto)")]
+    ZeroSize,
+    /// The `sslrootcert` file cannot be used.
+    #[error("sslrootcert {path}: {reason}")]
+    RootCertificate {
+        /// The file named by the URL.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the TLS set-up.
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    /// The database named in the URL does not exist on the server.
+    #[error("the database does not exist on the server: {0}")]
+    UnknownDatabase(String),
+}
+
+/// Why no connection was handed out. No variant carries the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// Every connection stayed in use for the whole `DB_POOL_TIMEOUT`: the pool is exhausted.
+    #[error(
+        "no database connection became free within {waited:?} (all {size} connections of the pool are in use)"
+    )]
+    Timeout {
+        /// How long the caller waited.
+        waited: Duration,
+        /// The pool size.
+        size: usize,
+    },
+    /// The database cannot be reached or dropped the connection (it may come back).
+    #[error("the database is unavailable: {reason}")]
+    Unavailable {
+        /// The driver's reason, redacted.
+        reason: String,
+    },
+    /// The server refused the user name or password. Retrying will not help until the
+    /// credentials change, so for a while further checkouts fail at once without connecting.
+    #[error("the database refused the user name or password in DATABASE_URL: {reason}")]
+    Authentication {
+        /// The server's message, redacted.
+        reason: String,
+    },
+    /// The TLS handshake failed, typically because the certificate was refused.
+    #[error("TLS with the database failed (sslmode={sslmode}): {reason}")]
+    Tls {
+        /// The URL's `sslmode`.
+        sslmode: &'static str,
+        /// rustls' reason.
+        reason: String,
+    },
+    /// The settings cannot work.
+    #[error("invalid pool configuration: {0}")]
+    Configuration(#[from] PoolConfigError),
+    /// [`PoolManager::close`] was called.
+    #[error("the connection pool is closed")]
+    Closed,
+}
+
+impl PoolError {
+    /// Whether waiting and trying again may succeed (the database is away or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
+    }
+}
+
+/// A snapshot of the pool for `/metrics` and `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStatus {
+    /// Connections open (idle and in use).
+    pub size: usize,
+    /// Connections open and free.
+    pub idle: usize,
+    /// Connections handed out.
+    pub in_use: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    /// The pool's current maximum size.
+    pub max: usize,
+    /// Checkouts that gave up after `DB_POOL_TIMEOUT` since start.
+    pub timeouts: u64,
+    /// Connection failures seen since start.
+    pub errors: u64,
+}
+
+type Listener = Arc<dyn Fn() + Send + Sync>;
+
+/// Longest pause between connection attempts after the server refused the credentials.
+const AUTH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const AUTH_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+
+/// State shared by the manager, the connector's connection tasks and the recycle hooks.
+struct Shared {
+    url: DatabaseUrl,
+    settings: PoolSettings,
+    /// Reference for `last_failure`.
+    epoch: Instant,
+    /// Nanoseconds after `epoch` of the latest connection failure, plus one; 0 = none yet.
+    last_failure: AtomicU64,
+    listeners: RwLock<Vec<Listener>>,
+    timeouts: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Shared {
+    /// Records a connection failure: later checkouts verify, listeners are told.
+    fn note_failure(&self, what: &str, error: &dyn fmt::Display) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last_failure.store(nanos + 1, Ordering::Release);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("render_deploy_pool_errors_total").increment(1);
+        tracing::warn!(
+            target: "render_deploy::pool",
+            error = %self.url.redact_text(&error.to_string()),
+            "{what}"
+        );
+        // Call outside the lock, so a listener may subscribe another.
+        let listeners: Vec<Listener> = match self.listeners.read() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for listener in listeners {
+            listener();
+        }
+    }
+
+    /// Whether a failure was seen at or after `since`.
+    fn failure_since(&self, since: Instant) -> bool {
+        let stored = self.last_failure.load(Ordering::Acquire);
+        if stored == 0 {
+            return false;
+        }
+        let failure = self.epoch + Duration::from_nanos(stored - 1);
+        failure >= since
+    }
+
+    /// deadpool's `post_recycle` hook: retire old connections, check stale ones.
+    fn verify<'a>(
+        self: Arc<Self>,
+        client: &'a mut ClientWrapper,
+        metrics: &'a Metrics,
+    ) -> Pin<Box<dyn Future<Output = Result<(), HookError>> + Send + 'a>> {
+        Box::pin(async move {
+            if metrics.age() >= self.settings.max_lifetime {
+                metrics::counter!("render_deploy_pool_retired_total").increment(1);
+                return Err(HookError::message("retired: older than DB_MAX_LIFETIME"));
+            }
+            let last_use = metrics.recycled.unwrap_or(metrics.created);
+            if last_use.elapsed() < self.settings.recheck_after && !self.failure_since(last_use) {
+                // Yield once to the I/O driver first: a server that closed this connection
+                // a moment ago has its EOF or FATAL message waiting in the socket, and the
+                // connection's task must see it before we trust `is_closed` (otherwise a task
+                // that held the thread meanwhile could be handed a dead connection).
+                tokio::task::yield_now().await;
+                if !client.is_closed() {
+                    return Ok(());
+                }
+                return Err(HookError::message("closed by the server"));
+            }
+            metrics::counter!("render_deploy_pool_checks_total").increment(1);
+            // The empty query is the cheapest round trip there is, and PgBouncer passes it on
+            // in any pool mode.
+            match tokio::time::timeout(self.settings.check_timeout(), client.simple_query("")).await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => {
+                    self.note_failure("a pooled connection failed its check; replacing it", &e);
+                    Err(HookError::Backend(e))
+                }
+                Err(_) => {
+                    let timeout = self.settings.check_timeout();
+                    self.note_failure(
+                        "a pooled connection did not answer its check; replacing it",
+                        &format_args!("no answer within {timeout:?}"),
+                    );
+                    Err(HookError::message("check timed out"))
+                }
+            }
+        })
+    }
+}
+
+/// Opens connections with this crate's TLS and watches each one's background task, so that a
+/// connection the server or the network drops is noticed at once (not at its next checkout).
+struct Connector {
+    tls: MakeRustlsConnect,
+    shared: Arc<Shared>,
+}
+
+type ConnectFuture<'a> = Pin<
+    Box<
+        dyn Future<Output = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
+            + Send
+            + 'a,
+    >,
+>;
+
+impl deadpool_postgres::Connect for Connector {
+    fn connect(&self, pg_config: &tokio_postgres::Config) -> ConnectFuture<'_> {
+        let tls = self.tls.clone();
+        let pg_config = pg_config.clone();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            match pg_config.connect(tls).await {
+                Ok((client, connection)) => {
+                    let task = tokio::spawn(async move {
+                        // Ends with Ok when the pool drops the client; an error means the
+                        // server or the network ended it under us.
+                        if let Err(e) = connection.await {
+                            shared.note_failure("a database connection was lost", &e);
+                        }
+                    });
+                    Ok((client, task))
+                }
+                Err(e) => {
+                    shared.note_failure("could not open a database connection", &e);
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// The pool size state for `DB_POOL_MAX=auto`.
+#[derive(Debug, Clone)]
+enum SizingState {
+    /// Not known yet: the provisional size is in force.
+    Unknown,
+    /// Chosen from the server.
+    Known(PoolSizing),
+    /// The server's figures make `auto` impossible.
+    Failed(PoolConfigError),
+}
+
+struct AuthBlock {
+    until: Instant,
+    backoff: Duration,
+    error: PoolError,
+}
+
+struct Inner {
+    pool: deadpool_postgres::Pool,
+    shared: Arc<Shared>,
+    sized: AtomicBool,
+    sizing: Mutex<SizingState>,
+    auth: Mutex<Option<AuthBlock>>,
+    maintenance: AtomicBool,
+}
+
+/// The connection pool (contract §5). Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PoolManager {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PoolManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolManager")
+            .field("url", &self.inner.shared.url)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolManager {
+    /// Builds the pool without touching the network, so a service can start listening
+    /// before its database is reachable. With [`PoolMax::Auto`] the pool starts at a
+    /// provisional size (`max(DB_POOL_MIN_IDLE, 1)`, at most `2 × CPUs + 1`) and takes its
+    /// real size from the server in [`warm_up`](Self::warm_up) or at the first checkout.
+    ///
+    /// Must be called within a Tokio runtime only for later use; building needs none.
+    pub fn new(url: &DatabaseUrl, settings: &PoolSettings) -> Result<Self, PoolError> {
+        let provisional = match settings.max {
+            PoolMax::Fixed(0) => return Err(PoolConfigError::ZeroSize.into()),
+            PoolMax::Fixed(n) => n,
+            PoolMax::Auto => settings
+                .min_idle
+                .max(1)
+                .min(sizing::cpu_limit(settings.cpus())),
+        };
+        let tls = tls::connector(url)?;
+        let shared = Arc::new(Shared {
+            url: url.clone(),
+            settings: settings.clone(),
+            epoch: Instant::now(),
+            last_failure: AtomicU64::new(0),
+            listeners: RwLock::new(Vec::new()),
+            timeouts: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        });
+        let manager = Manager::from_connect(
+            driver_config(url, settings),
+            Connector {
+                tls,
+                shared: shared.clone(),
+            },
+            // `Fast` only asks `is_closed`; the real check is the hook below, skipped for
+            // connections used a moment ago.
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let hook_shared = shared.clone();
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(provisional)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.check_timeout()))
+            // Last in, first out: the connection used most recently is the one most likely
+            // to be alive and within `recheck_after`; cold ones age out.
+            .queue_mode(QueueMode::Lifo)
+            .post_recycle(Hook::async_fn(move |client, metrics| {
+                hook_shared.clone().verify(client, metrics)
+            }))
+            .build()
+            .map_err(|e| PoolConfigError::Tls(format!("building the pool: {e}")))?;
+        let fixed = matches!(settings.max, PoolMax::Fixed(_));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                shared,
+                sized: AtomicBool::new(fixed),
+                sizing: Mutex::new(SizingState::Unknown),
+                auth: Mutex::new(None),
+                maintenance: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Connects, reads the server's version and connection limits, sizes the pool (§5; the
+    /// decision is logged), opens `DB_POOL_MIN_IDLE` connections and starts the background
+    /// sweep. Call it at start-up in a retry loop with back-off while the database is away
+    /// ([`PoolError::is_transient`]); a [`PoolError::Configuration`] will not go away.
+    pub async fn warm_up(&self) -> Result<PoolSizing, PoolError> {
+        let conn = self.checkout().await?;
+        let sizing = self.size_from(&conn).await?;
+        drop(conn);
+        self.fill_min_idle().await?;
+        self.start_maintenance();
+        Ok(sizing)
+    }
+
+    /// Connects once (no pool) and reports what [`warm_up`](Self::warm_up) would choose, for
+    /// `check-env --connect`. Bounded by `DB_CONNECT_TIMEOUT`.
+    pub async fn inspect(
+        url: &DatabaseUrl,
+        settings: &PoolSettings,
+    ) -> Result<PoolSizing, PoolError> {
+        let tls = tls::connector(url)?;
+        let config = driver_config(url, settings);
+        let connect = tokio::time::timeout(settings.connect_timeout, config.connect(tls)).await;
+        let (client, connection) = match connect {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Err(classify(url, &e)),
+            Err(_) => {
+                return Err(PoolError::Unavailable {
+                    reason: format!(
+                        "no connection within DB_CONNECT_TIMEOUT ({:?})",
+                        settings.connect_timeout
+                    ),
+                });
+            }
+        };
+        let task = tokio::spawn(connection);
+        let figures =
+            tokio::time::timeout(settings.connect_timeout, sizing::read_server(&client)).await;
+        drop(client);
+        let _ = task.await;
+        let figures = match figures {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return Err(classify(url, &e)),
+            Err(_) => {
+                return Err(PoolError::Unavailable {
+                    reason: "the server did not answer the sizing query in time".into(),
+                });
+            }
+        };
+        Ok(sizing::choose(
+            settings.max,
+            figures,
+            settings.cpus(),
+            settings.instances,
+        )?)
+    }
+
+    /// Checks a connection out: verified (see the module documentation), within
+    /// `DB_POOL_TIMEOUT`, and returned to the pool when the guard is dropped.
+    pub async fn get_connection(&self) -> Result<PooledConnection, PoolError> {
+        let conn = self.checkout().await?;
+        if !self.inner.sized.load(Ordering::Acquire) {
+            self.size_from(&conn).await?;
+            self.start_maintenance();
+        }
+        Ok(conn)
+    }
+
+    /// The figures of the pool now; also refreshes the `render_deploy_pool_*` gauges.
+    pub fn status(&self) -> PoolStatus {
+        let s = self.inner.pool.status();
+        let status = PoolStatus {
+            size: s.size,
+            idle: s.available,
+            in_use: s.size.saturating_sub(s.available),
+            waiting: s.waiting,
+            max: s.max_size,
+            timeouts: self.inner.shared.timeouts.load(Ordering::Relaxed),
+            errors: self.inner.shared.errors.load(Ordering::Relaxed),
+        };
+        publish(&status);
+        status
+    }
+
+    /// The size chosen from the server, once known.
+    pub fn sizing(&self) -> Option<PoolSizing> {
+        match &*lock(&self.inner.sizing) {
+            SizingState::Known(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Calls `f` whenever the pool sees a connection fail (a connect refused, a connection
+    /// dropped by the server or the network, a failed check). May be called from any task,
+    /// possibly many times in a burst; keep it cheap (e.g. invalidate a cache).
+    pub fn on_connection_failure(&self, f: impl Fn() + Send + Sync + 'static) {
+        let mut listeners = match self.inner.shared.listeners.write() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        listeners.push(Arc::new(f));
+    }
+
+    /// The underlying deadpool pool (for code that needs deadpool's own API). Checkouts made
+    /// through it are verified and retired the same way, but not bounded by the overall
+    /// `DB_POOL_TIMEOUT` deadline nor counted in the timeout figures.
+    pub fn deadpool(&self) -> &deadpool_postgres::Pool {
+        &self.inner.pool
+    }
+
+    /// Closes the pool: waiting and later checkouts fail with [`PoolError::Closed`], idle
+    /// connections are closed now and those in use when they are returned.
+    pub fn close(&self) {
+        self.inner.pool.close();
+    }
+
+    async fn checkout(&self) -> Result<PooledConnection, PoolError> {
+        if let Some(error) = self.auth_blocked() {
+            return Err(error);
+        }
+        let shared = &self.inner.shared;
+        let wait = shared.settings.wait_timeout;
+        let started = Instant::now();
+        let result = tokio::time::timeout(wait, self.inner.pool.get()).await;
+        let error = match result {
+            Ok(Ok(object)) => {
+                self.clear_auth_block();
+                return Ok(PooledConnection { object });
+            }
+            Ok(Err(e)) => self.pool_error(e, started),
+            Err(_) => self.deadline_error(started),
+        };
+        if let PoolError::Timeout { .. } = error {
+            shared.timeouts.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("render_deploy_pool_timeouts_total").increment(1);
+        }
+        if let PoolError::Authentication { .. } = error {
+            self.block_auth(&error);
+        }
+        Err(error)
+    }
+
+    fn pool_error(&self, e: deadpool_postgres::PoolError, started: Instant) -> PoolError {
+        use deadpool_postgres::PoolError as E;
+        let settings = &self.inner.shared.settings;
+        match e {
+            E::Timeout(TimeoutType::Wait) => PoolError::Timeout {
+                waited: started.elapsed(),
+                size: self.inner.pool.status().max_size,
+            },
+            E::Timeout(TimeoutType::Create) => PoolError::Unavailable {
+                reason: format!(
+                    "no connection within DB_CONNECT_TIMEOUT ({:?})",
+                    settings.connect_timeout
+                ),
+            },
+            E::Timeout(TimeoutType::Recycle) => PoolError::Unavailable {
+                reason: "a pooled connection did not answer its check in time".into(),
+            },
+            E::Backend(e) => classify(&self.inner.shared.url, &e),
+            E::Closed => PoolError::Closed,
+            E::NoRuntimeSpecified | E::PostCreateHook(_) => PoolError::Unavailable {
+                reason: self.inner.shared.url.redact_text(&e.to_string()),
+            },
+        }
+    }
+
+    /// The overall deadline passed: exhausted if every slot was taken, else the connects or
+    /// checks were too slow, which means the database is not answering.
+    fn deadline_error(&self, started: Instant) -> PoolError {
+        let status = self.inner.pool.status();
+        if status.size >= status.max_size && status.available == 0 {
+            PoolError::Timeout {
+                waited: started.elapsed(),
+                size: status.max_size,
+            }
+        } else {
+            PoolError::Unavailable {
+                reason: format!(
+                    "no working connection within DB_POOL_TIMEOUT ({:?})",
+                    self.inner.shared.settings.wait_timeout
+                ),
+            }
+        }
+    }
+
+    fn auth_blocked(&self) -> Option<PoolError> {
+        let block = lock(&self.inner.auth);
+        block
+            .as_ref()
+            .filter(|b| Instant::now() < b.until)
+            .map(|b| b.error.clone())
+    }
+
+    fn block_auth(&self, error: &PoolError) {
+        let mut block = lock(&self.inner.auth);
+        let backoff = block.as_ref().map_or(AUTH_BACKOFF_FIRST, |b| {
+            (b.backoff * 2).min(AUTH_BACKOFF_MAX)
+        });
+        tracing::error!(
+            target: "render_deploy::pool",
+            error = %error,
+            retry_in = ?backoff,
+            "the database refused the credentials; not trying again before the back-off"
+        );
+        *block = Some(AuthBlock {
+            until: Instant::now() + backoff,
+            backoff,
+            error: error.clone(),
+        });
+    }
+
+    fn clear_auth_block(&self) {
+        let mut block = lock(&self.inner.auth);
+        if block.is_some() {
+            *block = None;
+        }
+    }
+
+    /// Reads the server's figures on `conn` and resizes (once; later calls return the result).
+    async fn size_from(&self, conn: &PooledConnection) -> Result<PoolSizing, PoolError> {
+        match &*lock(&self.inner.sizing) {
+            SizingState::Known(s) => return Ok(s.clone()),
+            SizingState::Failed(e) => return Err(e.clone().into()),
+            SizingState::Unknown => {}
+        }
+        let shared = &self.inner.shared;
+        let settings = &shared.settings;
+        let figures = tokio::time::timeout(settings.connect_timeout, sizing::read_server(conn))
+            .await
+            .map_err(|_| PoolError::Unavailable {
+                reason: "the server did not answer the sizing query in time".into(),
+            })?
+            .map_err(|e| classify(&shared.url, &e))?;
+        let chosen = sizing::choose(settings.max, figures, settings.cpus(), settings.instances);
+        let mut state = lock(&self.inner.sizing);
+        // Another task may have sized the pool meanwhile; the figures are the same.
+        if let SizingState::Known(s) = &*state {
+            return Ok(s.clone());
+        }
+        match chosen {
+            Ok(sizing) => {
+                self.inner.pool.resize(sizing.chosen);
+                if sizing.exceeds_budget() {
+                    tracing::warn!(target: "render_deploy::pool", "{sizing}");
+                } else {
+                    tracing::info!(
+                        target: "render_deploy::pool",
+                        pool_size = sizing.chosen,
+                        max_connections = sizing.max_connections,
+                        reserved = sizing.reserved,
+                        cpus = sizing.cpus,
+                        instances = sizing.instances,
+                        server_version = %sizing.server_version,
+                        "{sizing}"
+                    );
+                }
+                *state = SizingState::Known(sizing.clone());
+                self.inner.sized.store(true, Ordering::Release);
+                Ok(sizing)
+            }
+            Err(e) => {
+                tracing::error!(target: "render_deploy::pool", "{e}");
+                *state = SizingState::Failed(e.clone());
+                self.inner.sized.store(true, Ordering::Release);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Opens connections until `DB_POOL_MIN_IDLE` (at most the pool size) are idle. Never
+    /// waits for a busy pool: a pool whose connections are all in use has nothing to keep idle.
+    async fn fill_min_idle(&self) -> Result<(), PoolError> {
+        let pool = &self.inner.pool;
+        let status = pool.status();
+        let want = self.inner.shared.settings.min_idle.min(status.max_size);
+        if status.available >= want {
+            return Ok(());
+        }
+        let mut timeouts = pool.timeouts();
+        timeouts.wait = Some(Duration::ZERO);
+        // Holding them all at once forces new connections instead of reusing one.
+        let mut held = Vec::with_capacity(want);
+        for _ in 0..want {
+            match pool.timeout_get(&timeouts).await {
+                Ok(object) => held.push(object),
+                Err(deadpool_postgres::PoolError::Timeout(TimeoutType::Wait)) => break,
+                Err(e) => return Err(self.pool_error(e, Instant::now())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the sweep that retires old connections and keeps `DB_POOL_MIN_IDLE` (once).
+    fn start_maintenance(&self) {
+        if self.inner.maintenance.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.maintenance.store(false, Ordering::Release);
+            return;
+        };
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let max_lifetime = self.inner.shared.settings.max_lifetime;
+        let every = (max_lifetime / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                if inner.pool.is_closed() {
+                    break;
+                }
+                let retired = inner
+                    .pool
+                    .retain(|client, m| m.age() < max_lifetime && !client.is_closed())
+                    .removed
+                    .len();
+                if retired > 0 {
+                    metrics::counter!("render_deploy_pool_retired_total").increment(retired as u64);
+                }
+                let manager = PoolManager { inner };
+                // A failure here is already counted and logged by the connector.
+                let _ = manager.fill_min_idle().await;
+                manager.status();
+            }
+        });
+    }
+}
+
+/// A pooled connection: derefs to a [`tokio_postgres::Client`] and goes back to the pool when
+/// dropped (or is closed, if the pool was closed or shrank meanwhile).
+pub struct PooledConnection {
+    object: deadpool_postgres::Object,
+}
+
+impl PooledConnection {
+    /// The client (the same as dereferencing).
+    pub fn client(&self) -> &tokio_postgres::Client {
+        &self.object
+    }
+}
+
+impl std::ops::Deref for PooledConnection {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &tokio_postgres::Client {
+        &self.object
+    }
+}
+
+impl std::ops::DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Client {
+        &mut self.object
+    }
+}
+
+impl fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("closed", &self.object.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The driver configuration: the URL's, plus the timeouts and TCP settings of this pool.
+fn driver_config(url: &DatabaseUrl, settings: &PoolSettings) -> tokio_postgres::Config {
+    let mut config = url.pg_config();
+    config.connect_timeout(settings.connect_timeout);
+    // Keepalives notice a peer that vanished while the connection is idle (about 30 s +
+    // 3 × 5 s); tcp_user_timeout one that vanished with our data unacknowledged (a query in
+    // flight), which keepalives alone would take minutes of retransmissions to give up on.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(30).max(settings.connect_timeout));
+    if config.get_application_name().is_none() {
+        config.application_name("render-deploy");
+    }
+    config
+}
+
+/// Sorts a driver error into what a caller can act on; the text is redacted.
+fn classify(url: &DatabaseUrl, e: &tokio_postgres::Error) -> PoolError {
+    let reason = url.redact_text(&chain(e));
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if code == &SqlState::INVALID_PASSWORD
+            || code == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            return PoolError::Authentication { reason };
+        }
+        if code == &SqlState::INVALID_CATALOG_NAME {
+            return PoolConfigError::UnknownDatabase(reason).into();
+        }
+        return PoolError::Unavailable { reason };
+    }
+    if is_tls_error(e) {
+        return PoolError::Tls {
+            sslmode: url.sslmode().as_str(),
+            reason,
+        };
+    }
+    // Client-side authentication failures (e.g. no password in the URL, SCRAM refused).
+    if reason.starts_with("authentication error") || reason.contains("password missing") {
+        return PoolError::Authentication { reason };
+    }
+    PoolError::Unavailable { reason }
+}
+
+/// The error and its causes on one line (the driver's Display omits some causes).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn is_tls_error(e: &tokio_postgres::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        let io_wrapped = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        if io_wrapped {
+            return true;
+        }
+        source = err.source();
+    }
+    e.to_string().starts_with("error performing TLS handshake")
+}
+
+fn publish(status: &PoolStatus) {
+    metrics::gauge!("render_deploy_pool_size").set(status.size as f64);
+    metrics::gauge!("render_deploy_pool_idle").set(status.idle as f64);
+    metrics::gauge!("render_deploy_pool_in_use").set(status.in_use as f64);
+    metrics::gauge!("render_deploy_pool_waiting").set(status.waiting as f64);
+    metrics::gauge!("render_deploy_pool_max").set(status.max as f64);
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn building_a_pool_touches_no_network_and_needs_no_runtime() {
+        // Port 9 (discard) on a host that does not exist: building must still succeed.
+        let url = DatabaseUrl::parse("postgres://u:p@db.invalid:9/app?sslmode=require").unwrap();
+        let pool = PoolManager::new(&url, &PoolSettings::default()).unwrap();
+        let status = pool.status();
+        assert_eq!((status.size, status.in_use), (0, 0));
+        assert!(status.max >= 1);
+    }
+
+    #[test]
+    fn a_pool_of_zero_connections_is_refused() {
+        let url = DatabaseUrl::parse("postgres://u:p@h/app").unwrap();
+        let settings = PoolSettings {
+            max: PoolMax::Fixed(0),
+            ..PoolSettings::default()
+        };
+        assert_eq!(
+            PoolManager::new(&url, &settings).unwrap_err(),
+            PoolError::Configuration(PoolConfigError::ZeroSize)
+        );
+    }
+
+    #[test]
+    fn the_check_timeout_leaves_room_for_a_new_connection() {
+        let settings = PoolSettings {
+            wait_timeout: Duration::from_secs(4),
+            connect_timeout: Duration::from_secs(10),
+            ..PoolSettings::default()
+        };
+        assert_eq!(settings.check_timeout(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_debug_form_of_the_pool_hides_the_password() {
+        let url = DatabaseUrl::parse("postgres://u:Sekret-pw-1@h/app").unwrap();
+        let pool = PoolManager::new(&url, &PoolSettings::default()).unwrap();
+        let shown = format!("{pool:?}");
+        assert!(!shown.contains("Sekret-pw-1"), "{shown}");
+    }
+}
