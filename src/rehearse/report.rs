@@ -696,8 +696,8 @@ pub(crate) mod tests {
         assert_eq!(
             r.failures_by_cause(),
             [
-                (FailureCause::ServerError(503), 1),
-                (FailureCause::Reset, 1)
+                (FailureCause::Reset, 1),
+                (FailureCause::ServerError(503), 1)
             ]
         );
         let text = r.text();
