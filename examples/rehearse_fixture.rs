@@ -105,7 +105,10 @@ async fn main() {
             std::process::exit(1)
         }
     };
-    println!("{instance}: listening on 127.0.0.1:{port}");
+    println!(
+        "{instance}: listening on 127.0.0.1:{port} (pid {})",
+        std::process::id()
+    );
     let shutdown = async move {
         loop {
             term.recv().await;
