@@ -142,7 +142,7 @@ impl Default for RehearsalOptions {
 pub const MAX_RATE: f64 = 2000.0;
 /// The most instances a rehearsal starts.
 pub const MAX_INSTANCES: usize = 16;
-/// The longest `--duration`.
+/// The longest `--duration` (and any other duration option).
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 impl RehearsalOptions {
@@ -160,8 +160,17 @@ impl RehearsalOptions {
         if self.instances == 0 || self.instances > MAX_INSTANCES {
             return invalid("--instances", "from 1 to 16");
         }
-        if self.duration > MAX_DURATION {
-            return invalid("--duration", "at most one hour");
+        let durations = [
+            ("--duration", self.duration),
+            ("--warmup", self.warmup),
+            ("--tail", self.tail),
+            ("--drain", self.drain),
+            ("--shutdown-delay", self.shutdown_delay),
+            ("--health-timeout", self.health_timeout),
+            ("--request-timeout", self.request_timeout),
+        ];
+        if let Some((option, _)) = durations.iter().find(|(_, d)| *d > MAX_DURATION) {
+            return invalid(option, "at most one hour");
         }
         if self.paths.is_empty() || self.paths.iter().any(|p| !valid_path(p)) {
             return invalid("--path", "an absolute path such as /, /items?page=2");

@@ -14,8 +14,8 @@ use super::report::{
 
 const WIDTH: f64 = 1100.0;
 const LEFT: f64 = 64.0;
-/// Room on the right for the lanes' verdicts ("killed by SIGKILL (needed SIGKILL)").
-const RIGHT: f64 = 150.0;
+/// Room on the right for the lanes' verdicts ("never healthy, killed by SIGTERM").
+const RIGHT: f64 = 170.0;
 const FAILED: &str = "#d62728";
 const OLD_COLOURS: [&str; 4] = ["#4e79a7", "#7fa7d4", "#2f4b7c", "#a0cbe8"];
 const NEW_COLOURS: [&str; 4] = ["#59a14f", "#8cd17d", "#2e7d32", "#b6e3a8"];
@@ -400,11 +400,14 @@ fn lanes_chart(out: &mut String, r: &Rehearsal, x: &Axis) {
         if let Some(t) = i.sigkill_at {
             marker(out, x.px(t), y0, h, FAILED, "SIGKILL");
         }
-        let verdict = match i.exit {
-            Some((_, how)) if i.needed_sigkill() => format!("{how} (needed SIGKILL)"),
+        let mut verdict = match i.exit {
+            Some(_) if i.needed_sigkill() => "SIGKILLed".to_owned(),
             Some((_, how)) => how.to_string(),
             None => "still running".to_owned(),
         };
+        if i.healthy_after.is_none() {
+            verdict.insert_str(0, "never healthy, ");
+        }
         let _ = write!(
             out,
             r#"<text x="{:.1}" y="{:.1}"{}>{}</text>"#,
