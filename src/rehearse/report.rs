@@ -1,0 +1,745 @@
+//! What a rehearsal saw ([`Rehearsal`]) and the table `rehearse` prints on stdout.
+//!
+//! Every time is an offset from the start of the rehearsal, so that a report reads like a
+//! timeline and two reports compare.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FailureCause {
+    /// Nothing listened on the instance's (or the proxy's) port.
+    ConnectRefused,
+    /// A connection could not be opened for another reason.
+    ConnectFailed,
+    /// The connection was reset or closed before the whole response arrived: the typical loss
+    /// of a request in flight when an instance exits.
+    Reset,
+    /// No response within the request timeout.
+    Timeout,
+    /// The instance answered with this 5xx status.
+    ServerError(u16),
+    /// The proxy had no instance to send the request to.
+    NoInstance,
+    /// Any other error.
+    Other,
+}
+
+impl FailureCause {
+    /// A stable one-word name, used in the proxy's [`CAUSE_HEADER`](super::CAUSE_HEADER).
+    pub fn token(self) -> &'static str {
+        match self {
+            FailureCause::ConnectRefused => "connect-refused",
+            FailureCause::ConnectFailed => "connect-failed",
+            FailureCause::Reset => "reset",
+            FailureCause::Timeout => "timeout",
+            FailureCause::ServerError(_) => "server-error",
+            FailureCause::NoInstance => "no-instance",
+            FailureCause::Other => "other",
+        }
+    }
+
+    /// The cause named by a [`token`](Self::token) (`ServerError` is not carried by a token).
+    pub fn from_token(token: &str) -> Option<Self> {
+        Some(match token {
+            "connect-refused" => FailureCause::ConnectRefused,
+            "connect-failed" => FailureCause::ConnectFailed,
+            "reset" => FailureCause::Reset,
+            "timeout" => FailureCause::Timeout,
+            "no-instance" => FailureCause::NoInstance,
+            "other" => FailureCause::Other,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureCause::ConnectRefused => f.write_str("connection refused"),
+            FailureCause::ConnectFailed => f.write_str("connection failed"),
+            FailureCause::Reset => f.write_str("connection reset or closed before the response"),
+            FailureCause::Timeout => f.write_str("timed out"),
+            FailureCause::ServerError(status) => write!(f, "HTTP {status} from the instance"),
+            FailureCause::NoInstance => f.write_str("no instance to send it to"),
+            FailureCause::Other => f.write_str("other error"),
+        }
+    }
+}
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The instance answered with this status.
+    Response(u16),
+    /// No (usable) response.
+    Failed(FailureCause),
+}
+
+impl Outcome {
+    /// Why the request failed, if it did: an error, or a 5xx status.
+    pub fn failure(self) -> Option<FailureCause> {
+        match self {
+            Outcome::Response(status) if status >= 500 => Some(FailureCause::ServerError(status)),
+            Outcome::Response(_) => None,
+            Outcome::Failed(cause) => Some(cause),
+        }
+    }
+}
+
+/// One request of the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// When it was sent.
+    pub start: Duration,
+    /// When its response was complete, or it failed.
+    pub end: Duration,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The instance that served it (from the proxy's header), when known.
+    pub instance: Option<String>,
+    /// Whether it was sent on a new connection (otherwise on a kept-alive one).
+    pub new_connection: bool,
+}
+
+impl RequestRecord {
+    /// How long it took.
+    pub fn latency(&self) -> Duration {
+        self.end.saturating_sub(self.start)
+    }
+}
+
+/// A phase of the deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PhaseKind {
+    /// Only the old instances serve; nothing has started yet.
+    Before,
+    /// The new instance is starting and being probed; the old one still serves.
+    NewStarting,
+    /// Traffic has moved to the new instance; the old one finishes what it was sent (the drain
+    /// delay), and has not been told to stop yet.
+    Switched,
+    /// The old instance has been sent SIGTERM and has not exited yet.
+    OldStopping,
+    /// The deploy is over (done, or failed).
+    After,
+}
+
+impl PhaseKind {
+    /// Every phase, in the order of a deploy.
+    pub const ALL: [PhaseKind; 5] = [
+        PhaseKind::Before,
+        PhaseKind::NewStarting,
+        PhaseKind::Switched,
+        PhaseKind::OldStopping,
+        PhaseKind::After,
+    ];
+
+    /// The phase's name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            PhaseKind::Before => "before",
+            PhaseKind::NewStarting => "new starting",
+            PhaseKind::Switched => "switched, draining",
+            PhaseKind::OldStopping => "old stopping",
+            PhaseKind::After => "after",
+        }
+    }
+}
+
+/// One span of time in one phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    /// Which phase.
+    pub kind: PhaseKind,
+    /// The step of a rolling deploy it belongs to (1-based; 0 for before and after).
+    pub step: usize,
+    /// Start.
+    pub start: Duration,
+    /// End.
+    pub end: Duration,
+}
+
+/// Whether an instance was there before the deploy or brought by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Serving before the deploy.
+    Old,
+    /// Started by the deploy.
+    New,
+}
+
+/// How an instance's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceExit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+impl fmt::Display for InstanceExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            InstanceExit::Code(code) => write!(f, "exited {code}"),
+            InstanceExit::Signal(signal) => match nix::sys::signal::Signal::try_from(signal) {
+                Ok(s) => write!(f, "killed by {}", s.as_str()),
+                Err(_) => write!(f, "killed by signal {signal}"),
+            },
+        }
+    }
+}
+
+/// The life of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceReport {
+    /// Its name (`old-1`, `new-1`, …), also given to it as `RENDER_INSTANCE_ID`.
+    pub name: String,
+    /// Old or new.
+    pub role: Role,
+    /// The step of the deploy that replaces it (old) or brings it (new), 1-based.
+    pub step: usize,
+    /// The `PORT` it was given.
+    pub port: u16,
+    /// When it was started.
+    pub started_at: Duration,
+    /// How long after its start its health path first answered 2xx or 3xx.
+    pub healthy_after: Option<Duration>,
+    /// When the proxy started sending it requests.
+    pub routed_from: Option<Duration>,
+    /// When the proxy stopped sending it new requests.
+    pub routed_until: Option<Duration>,
+    /// When it was sent SIGTERM.
+    pub sigterm_at: Option<Duration>,
+    /// How many requests it was still serving when it was sent SIGTERM.
+    pub in_flight_at_sigterm: Option<usize>,
+    /// When it was sent SIGKILL because it had not exited within the shutdown delay.
+    pub sigkill_at: Option<Duration>,
+    /// When and how it exited.
+    pub exit: Option<(Duration, InstanceExit)>,
+    /// Whether it was stopped because the rehearsal ended (not by the deploy).
+    pub stopped_at_end: bool,
+    /// The last lines it printed.
+    pub output_tail: Vec<String>,
+}
+
+impl InstanceReport {
+    /// Whether it did not exit within the shutdown delay after SIGTERM.
+    pub fn needed_sigkill(&self) -> bool {
+        self.sigkill_at.is_some()
+    }
+
+    /// Whether it exited before anyone asked it to.
+    pub fn exited_on_its_own(&self) -> bool {
+        match (self.exit, self.sigterm_at) {
+            (Some((at, _)), Some(term)) => at < term,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+/// A deploy that did not complete: the new instance never became healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployFailure {
+    /// The new instance.
+    pub instance: String,
+    /// When the deploy gave up.
+    pub at: Duration,
+    /// The last probe's failure, or how the instance exited.
+    pub reason: String,
+}
+
+/// Everything a rehearsal saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rehearsal {
+    /// The command of the instances, as typed.
+    pub command: String,
+    /// Requests per second of the load.
+    pub rate: f64,
+    /// The paths of the load.
+    pub paths: Vec<String>,
+    /// The health path.
+    pub health_path: String,
+    /// Drain delay.
+    pub drain: Duration,
+    /// Shutdown delay.
+    pub shutdown_delay: Duration,
+    /// Every request, in the order they were sent.
+    pub requests: Vec<RequestRecord>,
+    /// The phases, in order, covering the time the load ran.
+    pub phases: Vec<Phase>,
+    /// Every instance, old ones first.
+    pub instances: Vec<InstanceReport>,
+    /// Set when the deploy failed.
+    pub deploy_failure: Option<DeployFailure>,
+    /// When the load started.
+    pub load_started: Duration,
+    /// When the load stopped.
+    pub load_stopped: Duration,
+    /// When the rehearsal ended (every instance stopped).
+    pub ended: Duration,
+}
+
+/// Latency figures of a group of requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PhaseStats {
+    /// Requests sent.
+    pub sent: usize,
+    /// Requests failed.
+    pub failed: usize,
+    /// Median latency.
+    pub p50: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+}
+
+impl PhaseStats {
+    fn of<'a>(requests: impl Iterator<Item = &'a RequestRecord>) -> Self {
+        let mut latencies = Vec::new();
+        let mut failed = 0;
+        for r in requests {
+            latencies.push(r.latency());
+            failed += usize::from(r.outcome.failure().is_some());
+        }
+        latencies.sort_unstable();
+        Self {
+            sent: latencies.len(),
+            failed,
+            p50: percentile(&latencies, 50.0),
+            p95: percentile(&latencies, 95.0),
+            p99: percentile(&latencies, 99.0),
+        }
+    }
+}
+
+/// The nearest-rank percentile of sorted values (zero for none).
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Rehearsal {
+    /// Requests that failed.
+    pub fn failed_requests(&self) -> usize {
+        self.requests
+            .iter()
+            .filter(|r| r.outcome.failure().is_some())
+            .count()
+    }
+
+    /// Failed requests by cause, most frequent first.
+    pub fn failures_by_cause(&self) -> Vec<(FailureCause, usize)> {
+        let mut counts = BTreeMap::new();
+        for cause in self.requests.iter().filter_map(|r| r.outcome.failure()) {
+            *counts.entry(cause).or_insert(0usize) += 1;
+        }
+        let mut v: Vec<_> = counts.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    /// The phase a moment belongs to (the last phase for moments after the end).
+    pub fn phase_at(&self, t: Duration) -> Option<&Phase> {
+        self.phases
+            .iter()
+            .find(|p| t >= p.start && t < p.end)
+            .or_else(|| self.phases.last().filter(|p| t >= p.end))
+            .or_else(|| self.phases.first().filter(|p| t < p.start))
+    }
+
+    /// Latency figures per kind of phase, for the kinds that saw requests, in deploy order.
+    pub fn stats_by_phase(&self) -> Vec<(PhaseKind, PhaseStats)> {
+        let mut by_kind: BTreeMap<PhaseKind, Vec<&RequestRecord>> = BTreeMap::new();
+        for r in &self.requests {
+            if let Some(p) = self.phase_at(r.start) {
+                by_kind.entry(p.kind).or_default().push(r);
+            }
+        }
+        PhaseKind::ALL
+            .iter()
+            .filter_map(|k| {
+                by_kind
+                    .get(k)
+                    .map(|rs| (*k, PhaseStats::of(rs.iter().copied())))
+            })
+            .collect()
+    }
+
+    /// Latency figures of all requests.
+    pub fn overall(&self) -> PhaseStats {
+        PhaseStats::of(self.requests.iter())
+    }
+
+    /// Requests served per instance, in instance order.
+    pub fn served_by_instance(&self) -> Vec<(&str, usize)> {
+        self.instances
+            .iter()
+            .map(|i| {
+                let n = self
+                    .requests
+                    .iter()
+                    .filter(|r| r.instance.as_deref() == Some(i.name.as_str()))
+                    .count();
+                (i.name.as_str(), n)
+            })
+            .collect()
+    }
+
+    /// Why the rehearsal did not succeed; empty when it did.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(f) = &self.deploy_failure {
+            problems.push(format!(
+                "the deploy failed: {} did not become healthy ({})",
+                f.instance, f.reason
+            ));
+        }
+        let failed = self.failed_requests();
+        if failed > 0 {
+            problems.push(format!(
+                "{failed} of {} requests failed",
+                self.requests.len()
+            ));
+        }
+        for i in &self.instances {
+            if i.needed_sigkill() {
+                problems.push(format!(
+                    "{} did not exit within the shutdown delay after SIGTERM and was sent SIGKILL",
+                    i.name
+                ));
+            } else if i.exited_on_its_own() {
+                if let Some((at, how)) = i.exit {
+                    problems.push(format!(
+                        "{} {how} at {} without being asked to",
+                        i.name,
+                        secs(at)
+                    ));
+                }
+            }
+        }
+        if self.requests.is_empty() {
+            problems.push("no request was sent".to_owned());
+        }
+        problems
+    }
+
+    /// Whether no request failed, no instance needed SIGKILL, and the deploy completed: the
+    /// exit code 0 of `rehearse`.
+    pub fn succeeded(&self) -> bool {
+        self.problems().is_empty()
+    }
+
+    /// The table printed on stdout.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let overall = self.overall();
+        let olds = self
+            .instances
+            .iter()
+            .filter(|i| i.role == Role::Old)
+            .count();
+        let _ = writeln!(
+            out,
+            "rehearsal of `{}`: {olds} instance{}, {} req/s on {}, drain {}, shutdown delay {}",
+            self.command,
+            if olds == 1 { "" } else { "s" },
+            trim_float(self.rate),
+            self.paths.join(" "),
+            secs(self.drain),
+            secs(self.shutdown_delay),
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "requests: {} sent, {} failed ({} on new connections)",
+            overall.sent,
+            overall.failed,
+            self.requests.iter().filter(|r| r.new_connection).count()
+        );
+        for (cause, n) in self.failures_by_cause() {
+            let _ = writeln!(out, "  {n:>6}  {cause}");
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9}",
+            "phase", "requests", "failed", "p50 ms", "p95 ms", "p99 ms"
+        );
+        let mut rows = self.stats_by_phase();
+        rows.push((PhaseKind::After, overall));
+        let last = rows.len() - 1;
+        for (n, (kind, s)) in rows.iter().enumerate() {
+            let label = if n == last { "all" } else { kind.label() };
+            let _ = writeln!(
+                out,
+                "{label:<20} {:>8} {:>7} {:>9} {:>9} {:>9}",
+                s.sent,
+                s.failed,
+                millis(s.p50),
+                millis(s.p95),
+                millis(s.p99)
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "instances:");
+        let served = self.served_by_instance();
+        for (i, (_, n)) in self.instances.iter().zip(served) {
+            let _ = writeln!(out, "  {:<7} {}", i.name, instance_line(i, n));
+        }
+        if let Some(f) = &self.deploy_failure {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "deploy FAILED at {}: {} did not become healthy ({}); the old instances kept serving",
+                secs(f.at),
+                f.instance,
+                f.reason
+            );
+        }
+        let _ = writeln!(out);
+        let problems = self.problems();
+        if problems.is_empty() {
+            let _ = writeln!(
+                out,
+                "result: PASS (no request failed, no instance needed SIGKILL)"
+            );
+        } else {
+            let _ = writeln!(out, "result: FAIL");
+            for p in problems {
+                let _ = writeln!(out, "  - {p}");
+            }
+        }
+        out
+    }
+}
+
+/// One instance's life, on one line.
+pub(crate) fn instance_line(i: &InstanceReport, served: usize) -> String {
+    let mut parts = vec![format!("port {}", i.port), format!("served {served}")];
+    parts.push(match i.healthy_after {
+        Some(h) => format!("healthy {} after start", secs(h)),
+        None => "never healthy".to_owned(),
+    });
+    if let Some(t) = i.sigterm_at {
+        let mut s = if i.stopped_at_end {
+            format!("SIGTERM at the end ({})", secs(t))
+        } else {
+            format!("SIGTERM at {}", secs(t))
+        };
+        if let Some(n) = i.in_flight_at_sigterm {
+            let _ = write!(s, " with {n} in flight");
+        }
+        parts.push(s);
+    }
+    if let Some(t) = i.sigkill_at {
+        parts.push(format!("SIGKILL at {}", secs(t)));
+    }
+    match (i.exit, i.sigterm_at) {
+        (Some((at, how)), Some(term)) if at >= term => {
+            parts.push(format!("{how} {} later", secs(at - term)));
+        }
+        (Some((at, how)), _) => parts.push(format!("{how} at {} on its own", secs(at))),
+        (None, _) => parts.push("still running".to_owned()),
+    }
+    parts.join(", ")
+}
+
+/// `1.234 s`.
+pub(crate) fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+/// `12.3` (milliseconds, one decimal).
+pub(crate) fn millis(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+pub(crate) fn trim_float(x: f64) -> String {
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn request(start: u64, latency: u64, outcome: Outcome, instance: &str) -> RequestRecord {
+        RequestRecord {
+            start: ms(start),
+            end: ms(start + latency),
+            outcome,
+            instance: Some(instance.to_owned()),
+            new_connection: start % 2 == 0,
+        }
+    }
+
+    fn instance(name: &str, role: Role) -> InstanceReport {
+        InstanceReport {
+            name: name.to_owned(),
+            role,
+            step: 1,
+            port: 10000,
+            started_at: ms(0),
+            healthy_after: Some(ms(100)),
+            routed_from: None,
+            routed_until: None,
+            sigterm_at: Some(ms(3000)),
+            in_flight_at_sigterm: Some(0),
+            sigkill_at: None,
+            exit: Some((ms(3100), InstanceExit::Code(0))),
+            stopped_at_end: false,
+            output_tail: Vec::new(),
+        }
+    }
+
+    pub(crate) fn sample() -> Rehearsal {
+        let phases = vec![
+            Phase {
+                kind: PhaseKind::Before,
+                step: 0,
+                start: ms(0),
+                end: ms(1000),
+            },
+            Phase {
+                kind: PhaseKind::NewStarting,
+                step: 1,
+                start: ms(1000),
+                end: ms(2000),
+            },
+            Phase {
+                kind: PhaseKind::After,
+                step: 0,
+                start: ms(2000),
+                end: ms(4000),
+            },
+        ];
+        Rehearsal {
+            command: "fixture".into(),
+            rate: 10.0,
+            paths: vec!["/".into()],
+            health_path: "/health".into(),
+            drain: ms(500),
+            shutdown_delay: ms(2000),
+            requests: vec![
+                request(10, 5, Outcome::Response(200), "old-1"),
+                request(500, 7, Outcome::Response(200), "old-1"),
+                request(1200, 9, Outcome::Response(200), "old-1"),
+                request(2500, 3, Outcome::Response(200), "new-1"),
+            ],
+            phases,
+            instances: vec![instance("old-1", Role::Old), instance("new-1", Role::New)],
+            deploy_failure: None,
+            load_started: ms(0),
+            load_stopped: ms(4000),
+            ended: ms(4200),
+        }
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(ms).collect();
+        assert_eq!(percentile(&v, 50.0), ms(50));
+        assert_eq!(percentile(&v, 99.0), ms(99));
+        assert_eq!(percentile(&[ms(7)], 95.0), ms(7));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_clean_rehearsal_succeeds_and_says_so() {
+        let r = sample();
+        assert!(r.succeeded(), "{:?}", r.problems());
+        let text = r.text();
+        assert!(text.contains("result: PASS"), "{text}");
+        assert!(text.contains("4 sent, 0 failed"), "{text}");
+    }
+
+    #[test]
+    fn requests_are_counted_in_the_phase_they_started_in() {
+        let stats = sample().stats_by_phase();
+        let kinds: Vec<_> = stats.iter().map(|(k, s)| (*k, s.sent)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (PhaseKind::Before, 2),
+                (PhaseKind::NewStarting, 1),
+                (PhaseKind::After, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_request_or_a_5xx_fails_the_rehearsal_and_is_counted_by_cause() {
+        let mut r = sample();
+        r.requests.push(request(
+            2600,
+            1,
+            Outcome::Failed(FailureCause::Reset),
+            "old-1",
+        ));
+        r.requests
+            .push(request(2700, 1, Outcome::Response(503), "new-1"));
+        r.requests
+            .push(request(2800, 1, Outcome::Response(404), "new-1"));
+        assert!(!r.succeeded());
+        assert_eq!(
+            r.failures_by_cause(),
+            [
+                (FailureCause::Reset, 1),
+                (FailureCause::ServerError(503), 1)
+            ]
+        );
+        let text = r.text();
+        assert!(text.contains("result: FAIL"), "{text}");
+        assert!(text.contains("2 of 7 requests failed"), "{text}");
+    }
+
+    #[test]
+    fn an_instance_that_needed_sigkill_fails_the_rehearsal() {
+        let mut r = sample();
+        r.instances[0].sigkill_at = Some(ms(5000));
+        r.instances[0].exit = Some((ms(5001), InstanceExit::Signal(9)));
+        assert!(!r.succeeded());
+        assert!(r.text().contains("SIGKILL at 5.000 s"), "{}", r.text());
+        assert!(r.text().contains("killed by SIGKILL"), "{}", r.text());
+    }
+
+    #[test]
+    fn a_failed_deploy_fails_the_rehearsal_even_without_failed_requests() {
+        let mut r = sample();
+        r.deploy_failure = Some(DeployFailure {
+            instance: "new-1".into(),
+            at: ms(3000),
+            reason: "last probe: HTTP 503".into(),
+        });
+        assert_eq!(r.failed_requests(), 0);
+        assert!(!r.succeeded());
+        assert!(r.text().contains("deploy FAILED"), "{}", r.text());
+    }
+
+    #[test]
+    fn failure_cause_tokens_round_trip() {
+        for c in [
+            FailureCause::ConnectRefused,
+            FailureCause::ConnectFailed,
+            FailureCause::Reset,
+            FailureCause::Timeout,
+            FailureCause::NoInstance,
+            FailureCause::Other,
+        ] {
+            assert_eq!(FailureCause::from_token(c.token()), Some(c));
+        }
+        assert_eq!(FailureCause::from_token("nonsense"), None);
+    }
+}
