@@ -144,7 +144,11 @@ async fn a_thousand_concurrent_callers_on_an_empty_cache_cause_exactly_one_probe
 
     assert_eq!(probe.runs(), 1);
     assert!(results.iter().all(|r| r.is_healthy()));
-    assert!(results.iter().all(|r| r.checked_at == results[0].checked_at));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.checked_at == results[0].checked_at)
+    );
 }
 
 #[tokio::test]
@@ -157,9 +161,17 @@ async fn a_thousand_concurrent_callers_on_an_expired_entry_cause_exactly_one_pro
 
     let results = thousand_callers(&cache).await;
 
-    assert_eq!(probe.runs(), 2, "one probe for the first call, one for the thousand");
+    assert_eq!(
+        probe.runs(),
+        2,
+        "one probe for the first call, one for the thousand"
+    );
     assert!(results.iter().all(|r| r.is_healthy() && !r.cached));
-    assert!(results.iter().all(|r| r.checked_at == results[0].checked_at));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.checked_at == results[0].checked_at)
+    );
     assert!(cache.get().await.cached);
     assert_eq!(probe.runs(), 2);
 }
@@ -227,7 +239,11 @@ async fn a_caller_that_gives_up_does_not_cancel_the_probe_the_others_wait_for() 
     // A second caller joins the same probe and gets its result.
     let waiter = cache.get().await;
     assert!(waiter.is_healthy() && !waiter.cached);
-    assert_eq!(probe.runs(), 1, "the probe kept running after its starter went away");
+    assert_eq!(
+        probe.runs(),
+        1,
+        "the probe kept running after its starter went away"
+    );
     assert!(cache.get().await.cached);
 }
 
@@ -285,7 +301,10 @@ async fn a_healthy_answer_from_a_probe_that_overlapped_a_failure_report_is_never
         async move { cache.get().await }
     });
     let before = before.await.expect("caller");
-    assert!(before.is_healthy() && !before.cached, "its own caller still gets it");
+    assert!(
+        before.is_healthy() && !before.cached,
+        "its own caller still gets it"
+    );
     let after = after.await.expect("caller");
     assert_eq!(probe.runs(), 2, "the later caller started a new probe");
     assert!(!after.cached);

@@ -147,7 +147,11 @@ async fn the_policy_matrix_decides_status_and_code() {
         let case = format!("{policy:?}, answered before: {answered_before}, up: {up}");
         assert_eq!(body["status"], status, "{case}");
         assert_eq!(got_code.as_u16(), code, "{case}");
-        assert_eq!(body["database"]["status"], if up { "up" } else { "down" }, "{case}");
+        assert_eq!(
+            body["database"]["status"],
+            if up { "up" } else { "down" },
+            "{case}"
+        );
         assert_eq!(body["cached"], false, "{case}: the request that probed");
     }
 }
@@ -165,10 +169,7 @@ async fn the_report_has_every_field_of_the_contract() {
     assert_eq!(first["status"], "healthy");
     assert_eq!(first["database"]["status"], "up");
     assert!(first["database"]["latency_ms"].is_u64());
-    assert!(
-        first["database"].get("error").is_none(),
-        "no error when up"
-    );
+    assert!(first["database"].get("error").is_none(), "no error when up");
     assert_eq!(first["version"], "0123abc");
     assert_eq!(first["instance"], "srv-test-instance");
     assert_eq!(first["cached"], false);
@@ -198,7 +199,10 @@ async fn a_database_error_is_a_short_phrase_without_internals() {
         assert!(!text.contains(internal), "{internal:?} leaked into {text}");
     }
     let body: Value = serde_json::from_str(&text).expect("JSON");
-    assert_eq!(body["database"]["error"], "no database connection available");
+    assert_eq!(
+        body["database"]["error"],
+        "no database connection available"
+    );
 }
 
 #[tokio::test]
@@ -215,13 +219,22 @@ async fn a_hanging_database_makes_health_answer_503_within_the_probe_timeout() {
     let start = tokio::time::Instant::now();
 
     let response = health::router(state)
-        .oneshot(Request::get("/health").body(Body::empty()).expect("request"))
+        .oneshot(
+            Request::get("/health")
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await
         .expect("infallible");
 
     assert!(start.elapsed() <= settings.probe_timeout + Duration::from_millis(1));
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let body: Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(body["database"]["error"], "database did not answer in time");
     assert_eq!(body["database"]["latency_ms"], 2000);
@@ -255,7 +268,11 @@ async fn draining_makes_both_endpoints_answer_503_without_a_probe() {
     assert_eq!(body["database"]["status"], "up", "the last known state");
     assert_eq!(body["checked_at"], before["checked_at"]);
     assert_eq!(livez, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(service.db.pings(), 1, "draining bypasses the cache and probes nothing");
+    assert_eq!(
+        service.db.pings(),
+        1,
+        "draining bypasses the cache and probes nothing"
+    );
 }
 
 #[tokio::test]

@@ -231,7 +231,11 @@ where
                 None => self.start_probe(&mut state),
             }
         };
-        let outcome = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|v| v.clone());
         let now = Instant::now();
         match outcome {
             Some(entry) => entry.checked(false, now),

@@ -48,7 +48,11 @@ impl Lifecycle {
         }
         tracing::info!("draining: health endpoints now answer 503");
         self.inner.changed.send_replace(true);
-        let hooks = self.inner.on_drain.lock().unwrap_or_else(|e| e.into_inner());
+        let hooks = self
+            .inner
+            .on_drain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for hook in hooks.iter() {
             hook.invalidate();
         }
@@ -68,7 +72,11 @@ impl Lifecycle {
 
     /// Registers a cache to invalidate when draining starts (at once if it already has).
     pub fn invalidate_on_drain(&self, invalidator: Invalidator) {
-        let mut hooks = self.inner.on_drain.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hooks = self
+            .inner
+            .on_drain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if self.is_draining() {
             invalidator.invalidate();
         }

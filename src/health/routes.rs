@@ -118,7 +118,11 @@ impl ServiceInfo {
     /// From `RENDER_GIT_COMMIT` and `RENDER_INSTANCE_ID`, falling back to the crate version and
     /// the host name.
     pub fn from_env() -> Self {
-        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
         Self::new(
             var("RENDER_GIT_COMMIT").as_deref(),
             var("RENDER_INSTANCE_ID").as_deref(),
@@ -185,7 +189,10 @@ impl HealthState {
                             }
                         }
                         Err(error) => {
-                            tracing::warn!(error = &error as &dyn std::error::Error, "database health probe failed");
+                            tracing::warn!(
+                                error = &error as &dyn std::error::Error,
+                                "database health probe failed"
+                            );
                             DatabaseCheck {
                                 up: false,
                                 latency,
