@@ -212,7 +212,7 @@ async fn a_hanging_database_makes_health_answer_503_within_the_probe_timeout() {
     let settings = settings(DbPolicy::Strict);
     let state = HealthState::new(
         &settings,
-        || std::future::pending::<Result<(), ProbeError>>(),
+        std::future::pending::<Result<(), ProbeError>>,
         lifecycle,
         ServiceInfo::new(None, None),
     );

@@ -69,6 +69,8 @@ pub struct Checked<T> {
     pub age: Duration,
     /// Wall-clock time at which the probe finished.
     pub checked_at: OffsetDateTime,
+    // `checked_at` in RFC 3339, formatted once per probe rather than once per answer.
+    checked_at_text: Arc<str>,
 }
 
 impl<T: Healthy> Checked<T> {
@@ -85,8 +87,8 @@ impl<T> Checked<T> {
     }
 
     /// [`checked_at`](Self::checked_at) in RFC 3339, as reported in `checked_at`.
-    pub fn checked_at_rfc3339(&self) -> String {
-        rfc3339(self.checked_at)
+    pub fn checked_at_rfc3339(&self) -> &Arc<str> {
+        &self.checked_at_text
     }
 }
 
@@ -154,6 +156,7 @@ struct Entry<T> {
     healthy: bool,
     at: Instant,
     wall: OffsetDateTime,
+    wall_text: Arc<str>,
 }
 
 struct Flight<T> {
@@ -172,6 +175,7 @@ impl<T> Entry<T> {
             cached,
             age: now.saturating_duration_since(self.at),
             checked_at: self.wall,
+            checked_at_text: Arc::clone(&self.wall_text),
         }
     }
 }
@@ -245,11 +249,13 @@ where
                 if state.flight.as_ref().is_some_and(|f| f.id == id) {
                     state.flight = None;
                 }
+                let now = OffsetDateTime::now_utc();
                 Checked {
                     result: Err(ProbeFailure::Aborted),
                     cached: false,
                     age: Duration::ZERO,
-                    checked_at: OffsetDateTime::now_utc(),
+                    checked_at: now,
+                    checked_at_text: rfc3339(now).into(),
                 }
             }
         }
@@ -288,12 +294,14 @@ where
                 }
             };
             let healthy = result.as_ref().is_ok_and(Healthy::is_healthy);
+            let wall = OffsetDateTime::now_utc();
             let entry = Entry {
                 id,
                 result,
                 healthy,
                 at: Instant::now(),
-                wall: OffsetDateTime::now_utc(),
+                wall,
+                wall_text: rfc3339(wall).into(),
             };
             inner.finish(entry.clone(), epoch);
             // Nobody listening is fine: every caller may have gone away.
