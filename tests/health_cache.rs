@@ -287,34 +287,56 @@ async fn a_healthy_answer_from_a_probe_that_overlapped_a_failure_report_is_never
     let cache = probe.cache(Duration::from_secs(1));
 
     // A probe starts; half-way through, the pool reports a connection failure.
-    let before = tokio::spawn({
+    let overlapping = tokio::spawn({
         let cache = cache.clone();
         async move { cache.get().await }
     });
     sleep(Duration::from_millis(500)).await;
     assert_eq!(probe.runs(), 1);
     cache.invalidate();
+    let overlapping = overlapping.await.expect("caller");
+    assert!(
+        overlapping.is_healthy() && !overlapping.cached,
+        "its own caller gets it"
+    );
 
-    // A caller arriving after the report does not take the older probe's word for it.
+    // Its healthy answer may predate the failure: the next caller must not be served it.
+    probe.set_healthy(false);
+    let next = cache.get().await;
+    assert!(!next.cached && !next.is_healthy(), "a new probe ran");
+    assert_eq!(probe.runs(), 2);
+}
+
+#[tokio::test]
+async fn a_caller_after_a_failure_report_does_not_join_a_probe_that_started_before_it() {
+    tokio::time::pause();
+    let probe = Probe::new(true);
+    let cache = probe.cache(Duration::from_secs(1));
+    let before = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get().await }
+    });
+    sleep(Duration::from_millis(500)).await;
+    cache.invalidate();
+
     let after = tokio::spawn({
         let cache = cache.clone();
         async move { cache.get().await }
     });
     let before = before.await.expect("caller");
-    assert!(
-        before.is_healthy() && !before.cached,
-        "its own caller still gets it"
-    );
     let after = after.await.expect("caller");
-    assert_eq!(probe.runs(), 2, "the later caller started a new probe");
-    assert!(!after.cached);
-    assert!(after.checked_at >= before.checked_at);
 
-    // The overlapping probe's healthy answer was not stored: the newer one is.
+    assert_eq!(
+        probe.runs(),
+        2,
+        "the later caller started a probe of its own"
+    );
+    assert!(!after.cached);
+    // The newer probe's answer is the one kept.
     let next = cache.get().await;
     assert!(next.cached);
     assert_eq!(next.checked_at, after.checked_at);
-    assert_eq!(probe.runs(), 2);
+    assert_ne!(next.checked_at, before.checked_at);
 }
 
 #[tokio::test]

@@ -402,7 +402,7 @@ impl std::fmt::Debug for Invalidator {
 /// ```
 /// use render_deploy::health::{CachedCheck, HealthSettings};
 ///
-/// #[derive(Debug, Clone, thiserror::Error)]
+/// #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 /// #[error("the queue is not reachable")]
 /// struct QueueDown;
 ///
