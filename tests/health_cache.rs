@@ -404,3 +404,36 @@ async fn last_keeps_the_most_recent_result_through_an_invalidation() {
     assert_eq!(last.age_seconds(), 3);
     assert_eq!(probe.runs(), 1, "last() never probes");
 }
+
+#[test]
+fn the_cache_counts_hits_misses_and_refreshes() {
+    use render_deploy::health::cache::{HITS_TOTAL, MISSES_TOTAL, REFRESHES_TOTAL};
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let probe = Probe::new(true);
+
+    // The recorder is thread-local: the runtime runs every task on this thread.
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let cache = probe.cache(Duration::ZERO);
+            cache.get().await; // miss, refresh
+            cache.get().await; // hit
+            cache.get().await; // hit
+            cache.invalidate();
+            cache.get().await; // miss, refresh
+        })
+    });
+
+    let text = handle.render();
+    for (name, value) in [(HITS_TOTAL, 2), (MISSES_TOTAL, 2), (REFRESHES_TOTAL, 2)] {
+        assert!(
+            text.lines().any(|line| line == format!("{name} {value}")),
+            "{name} {value} not in:\n{text}"
+        );
+    }
+}
