@@ -109,6 +109,20 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// A policy for calling the hook while answering a webhook delivery: Render gives a
+    /// delivery 15 seconds, so every attempt, wait and timeout fits in about 13 (3 attempts of at
+    /// most 4 s, back-off 0.25 s then 0.5 s, `Retry-After` capped at 1 s).
+    pub fn for_webhook_response() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(4),
+        }
+    }
+
     /// The delay before retry number `retry` (1 for the first retry), without `Retry-After`.
     pub fn backoff(&self, retry: u32) -> Duration {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));

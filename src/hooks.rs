@@ -32,7 +32,8 @@ use crate::signature::{self, Scheme, VerifyError, WebhookSecret};
 pub const PATH: &str = "/hooks/deploy";
 
 /// The counter of deliveries by outcome (`accepted`, `duplicate`, `invalid_signature`,
-/// `body_too_large`, `not_json`, `not_configured`, `action_failed`, `store_unavailable`).
+/// `body_too_large`, `bad_body`, `not_json`, `not_configured`, `action_failed`,
+/// `store_unavailable`).
 pub const DELIVERIES_METRIC: &str = "render_deploy_hook_deliveries_total";
 /// The counter of refused signatures by precise reason (see [`VerifyError::reason`]).
 pub const SIGNATURE_FAILURES_METRIC: &str = "render_deploy_hook_signature_failures_total";
@@ -102,6 +103,8 @@ pub struct HookState {
     /// Called for a Render deploy/restart event (the service wires the health cache's invalidate).
     pub on_deploy_event: Arc<dyn Fn() + Send + Sync>,
     /// Render's deploy hook, for `deploy_requested` and GitHub `push`; `None` answers 503 to those.
+    /// Build it with [`RetryPolicy::for_webhook_response`](crate::deploy_hook::RetryPolicy::for_webhook_response)
+    /// so the answer comes within Render's 15-second delivery timeout.
     pub deploy_hook: Option<DeployHookClient>,
     /// The clock.
     pub clock: Clock,
