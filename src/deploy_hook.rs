@@ -1,6 +1,17 @@
 //! The client of Render's deploy hook URL (`trigger`, and `deploy_requested` deliveries).
+//!
+//! Render's deploy hook is a secret URL (`https://api.render.com/deploy/srv-…?key=…`); a POST
+//! starts a deploy and Render answers `{"deploy":{"id":"dep-…"}}`. The client retries what is safe
+//! to retry — a connection that could not be made (the request never left), 429 (honouring
+//! `Retry-After`, capped) and 5xx — with exponential back-off, and nothing else: another 4xx will
+//! not change on a retry, and a request that timed out after it was sent may already have started
+//! a deploy, so repeating it could start a second one.
+//!
+//! The URL's `key` never appears in a log line or an error: errors carry the redacted URL, and
+//! reqwest errors are stripped of their URL with `without_url()` before they are kept.
 
 use std::fmt;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -64,5 +75,297 @@ impl fmt::Debug for DeployHookUrl {
         f.debug_tuple("DeployHookUrl")
             .field(&self.redacted)
             .finish()
+    }
+}
+
+/// Timeouts and back-off of [`DeployHookClient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 5).
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled before each next one (default 500 ms).
+    pub base_delay: Duration,
+    /// The longest delay between two attempts (default 8 s).
+    pub max_delay: Duration,
+    /// The longest `Retry-After` honoured; a longer one is cut to this (default 30 s).
+    pub max_retry_after: Duration,
+    /// Time to open the connection (default 5 s).
+    pub connect_timeout: Duration,
+    /// Time for one whole request, connection included (default 15 s).
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy for calling the hook while answering a webhook delivery: Render gives a
+    /// delivery 15 seconds, so every attempt, wait and timeout fits in about 13 (3 attempts of at
+    /// most 4 s, back-off 0.25 s then 0.5 s, `Retry-After` capped at 1 s).
+    pub fn for_webhook_response() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(4),
+        }
+    }
+
+    /// The delay before retry number `retry` (1 for the first retry), without `Retry-After`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// A deploy that Render accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Triggered {
+    /// Render's deploy id (`dep-…`), when the answer carried one.
+    pub deploy_id: Option<String>,
+    /// How many requests were made.
+    pub attempts: u32,
+}
+
+/// Why a deploy could not be triggered. Never carries the URL's key.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("could not set up the HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// Render answered with a status that a retry will not change (a 4xx other than 429, or 3xx).
+    #[error("{url} answered {status}")]
+    Rejected {
+        /// The redacted URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// Every attempt failed with a retryable status (429 or 5xx).
+    #[error("{url} still answered {status} after {attempts} attempts")]
+    GaveUp {
+        /// The redacted URL.
+        url: String,
+        /// The last status.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// No connection could be made, on any attempt.
+    #[error("could not connect to {url} after {attempts} attempts")]
+    Connect {
+        /// The redacted URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error (its URL removed).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The request was sent but no answer came within the request timeout. Not retried: the
+    /// deploy may have started.
+    #[error("{url} did not answer within {timeout:?}")]
+    Timeout {
+        /// The redacted URL.
+        url: String,
+        /// The request timeout.
+        timeout: Duration,
+    },
+    /// The request failed after it was sent (connection reset, bad response). Not retried.
+    #[error("request to {url} failed")]
+    Request {
+        /// The redacted URL.
+        url: String,
+        /// The error (its URL removed).
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Calls Render's deploy hook URL with timeouts and retries.
+#[derive(Debug, Clone)]
+pub struct DeployHookClient {
+    url: DeployHookUrl,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+}
+
+impl DeployHookClient {
+    /// A client for `url` with the default [`RetryPolicy`].
+    pub fn new(url: DeployHookUrl) -> Result<Self, TriggerError> {
+        Self::with_policy(url, RetryPolicy::default())
+    }
+
+    /// A client for `url` with explicit timeouts and back-off.
+    pub fn with_policy(url: DeployHookUrl, policy: RetryPolicy) -> Result<Self, TriggerError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(policy.connect_timeout)
+            .timeout(policy.request_timeout)
+            // A redirect would be followed with the key still in hand; Render's hook never
+            // redirects, so a 3xx is treated as a refusal instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("render-deploy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TriggerError::Client(e.without_url()))?;
+        Ok(Self { url, http, policy })
+    }
+
+    /// The hook URL (print it with [`DeployHookUrl::redacted`]).
+    pub fn url(&self) -> &DeployHookUrl {
+        &self.url
+    }
+
+    /// POSTs to the hook until Render accepts, a refusal, or the attempts run out.
+    pub async fn trigger(&self) -> Result<Triggered, TriggerError> {
+        let shown = self.url.redacted().to_owned();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let last_attempt = attempt >= self.policy.max_attempts.max(1);
+            let delay = match self.http.post(self.url.expose_secret()).send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        let deploy_id = match response.bytes().await {
+                            Ok(body) => deploy_id_from(&body),
+                            Err(_) => None,
+                        };
+                        tracing::info!(url = %shown, attempts = attempt, deploy_id = ?deploy_id, "deploy hook accepted");
+                        return Ok(Triggered {
+                            deploy_id,
+                            attempts: attempt,
+                        });
+                    }
+                    let retryable = status.as_u16() == 429 || status.is_server_error();
+                    if !retryable {
+                        tracing::warn!(url = %shown, status = status.as_u16(), "deploy hook refused");
+                        return Err(TriggerError::Rejected {
+                            url: shown,
+                            status: status.as_u16(),
+                        });
+                    }
+                    if last_attempt {
+                        return Err(TriggerError::GaveUp {
+                            url: shown,
+                            status: status.as_u16(),
+                            attempts: attempt,
+                        });
+                    }
+                    let retry_after = (status.as_u16() == 429)
+                        .then(|| retry_after(response.headers()))
+                        .flatten()
+                        .map(|d| d.min(self.policy.max_retry_after));
+                    let delay = retry_after.unwrap_or_else(|| self.policy.backoff(attempt));
+                    tracing::warn!(url = %shown, status = status.as_u16(), attempt, ?delay, "deploy hook busy, retrying");
+                    delay
+                }
+                Err(error) => {
+                    let error = error.without_url();
+                    if error.is_connect() {
+                        if last_attempt {
+                            return Err(TriggerError::Connect {
+                                url: shown,
+                                attempts: attempt,
+                                source: error,
+                            });
+                        }
+                        let delay = self.policy.backoff(attempt);
+                        tracing::warn!(url = %shown, attempt, ?delay, error = %error, "could not connect to the deploy hook, retrying");
+                        delay
+                    } else if error.is_timeout() {
+                        return Err(TriggerError::Timeout {
+                            url: shown,
+                            timeout: self.policy.request_timeout,
+                        });
+                    } else {
+                        return Err(TriggerError::Request {
+                            url: shown,
+                            source: error,
+                        });
+                    }
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not honoured; back-off is used instead).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Render's deploy id from the hook's answer: `{"deploy":{"id":"dep-…"}}` (also `{"id":"dep-…"}`).
+pub fn deploy_id_from(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let id = value
+        .pointer("/deploy/id")
+        .or_else(|| value.get("id"))?
+        .as_str()?;
+    // The id is printed and logged: only accept something that looks like an id.
+    (!id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_redacted() {
+        let url =
+            DeployHookUrl::parse("https://api.render.com/deploy/srv-abc?key=SeCrEt123").unwrap();
+        assert_eq!(
+            url.redacted(),
+            "https://api.render.com/deploy/srv-abc?key=****"
+        );
+        assert!(!format!("{url:?}").contains("SeCrEt123"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(350),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.backoff(1), Duration::from_millis(100));
+        assert_eq!(p.backoff(2), Duration::from_millis(200));
+        assert_eq!(p.backoff(3), Duration::from_millis(350));
+        assert_eq!(p.backoff(40), Duration::from_millis(350));
+    }
+
+    #[test]
+    fn the_deploy_id_is_read_from_renders_answer() {
+        assert_eq!(
+            deploy_id_from(br#"{"deploy":{"id":"dep-abc123"}}"#).as_deref(),
+            Some("dep-abc123")
+        );
+        assert_eq!(
+            deploy_id_from(br#"{"id":"dep-x"}"#).as_deref(),
+            Some("dep-x")
+        );
+        assert_eq!(deploy_id_from(b"sync started"), None);
+        assert_eq!(
+            deploy_id_from(br#"{"deploy":{"id":"dep\nINJECTED"}}"#),
+            None
+        );
     }
 }

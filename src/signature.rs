@@ -1,8 +1,63 @@
 //! Signing and verifying deliveries: Standard Webhooks and GitHub (pure, no I/O).
+//!
+//! Everything here works on the raw bytes of the body as received, never on re-serialised JSON,
+//! and takes the current time as an argument so that tests (and `verify --now`) control the clock.
+//! Signatures are compared with `hmac`'s `verify_slice`, which is constant-time.
+//!
+//! # Strict choices
+//!
+//! The reference libraries disagree on a few edge cases; this module decides each one strictly,
+//! because every leniency is a second spelling of the same signature or a way to make a verifier
+//! do unbounded work:
+//!
+//! - `webhook-timestamp` must be canonical decimal: digits only, no sign (`+1614265330` is
+//!   refused), no leading zero, at most 19 digits. The header string is what was signed, so
+//!   accepting two spellings of one number would let the same signature authenticate two contents.
+//! - A `v1,` signature must be canonical padded standard base64 of exactly 32 bytes; URL-safe
+//!   letters, missing padding, non-zero trailing bits (`…OLJ1OF=` for `…OLJ1OE=`) and a bare `v1,`
+//!   make the header malformed. A bare `v1,` is the one that once let other libraries accept an
+//!   empty signature by comparing only a common prefix.
+//! - Entries with another version tag (`v2,…`, `v1a,…`) are skipped, as the specification asks,
+//!   so a sender can add new schemes beside `v1`; a header with no `v1` entry matches nothing.
+//! - An empty list (empty header, or only spaces) is malformed; so is an entry without a comma.
+//! - At most [`MAX_SIGNATURES`] entries are looked at: more make the header malformed, so a
+//!   header with 10 000 signatures costs one HMAC and no more than a header scan.
+//! - A header given twice (two `webhook-signature` lines) is malformed rather than guessed at.
+//! - The delivery id is at most [`MAX_ID_LEN`] bytes of visible ASCII: it is stored by the replay
+//!   store, and must fit in one header line when `sign` prints it.
+//! - The tolerance is inclusive: a timestamp exactly `tolerance` seconds old (or ahead) passes,
+//!   one second more fails.
 
 use std::fmt;
+use std::time::Duration;
 
+use axum::http::HeaderMap;
 use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Standard Webhooks: the delivery id header.
+pub const WEBHOOK_ID: &str = "webhook-id";
+/// Standard Webhooks: the Unix timestamp header.
+pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+/// Standard Webhooks: the space-separated signature list header.
+pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+/// GitHub: the `sha256=<hex>` signature header.
+pub const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
+/// GitHub: the delivery id header (used for replay protection).
+pub const GITHUB_DELIVERY: &str = "x-github-delivery";
+/// GitHub: the event name header (`push`, `ping`, …).
+pub const GITHUB_EVENT: &str = "x-github-event";
+
+/// The most signatures looked at in one `webhook-signature` header (key rotation needs two or
+/// three; more is refused as malformed so the work per delivery stays bounded).
+pub const MAX_SIGNATURES: usize = 32;
+/// The longest delivery id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Secrets shorter than this many key bytes draw a warning from `sign` and `verify`.
+pub const RECOMMENDED_KEY_LEN: usize = 32;
 
 /// Why a secret was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +68,9 @@ pub enum SecretError {
     /// A `whsec_` secret whose rest is not base64.
     #[error("starts with whsec_ but the rest is not valid base64")]
     BadBase64,
+    /// A `whsec_` secret whose base64 part decodes to no bytes at all.
+    #[error("starts with whsec_ but carries no key bytes")]
+    EmptyKey,
 }
 
 /// A signing key: `whsec_` + base64 (Standard Webhooks) or raw bytes. Never printed.
@@ -23,17 +81,22 @@ pub struct WebhookSecret {
 }
 
 impl WebhookSecret {
-    /// Accepts any non-empty secret; a `whsec_` one must carry valid base64.
+    /// Accepts any non-empty secret; a `whsec_` one must carry valid, non-empty base64.
     pub fn parse(value: &str) -> Result<Self, SecretError> {
         if value.is_empty() {
             return Err(SecretError::Empty);
         }
         let decoded = match value.strip_prefix("whsec_") {
-            Some(b64) => Some(
-                base64::engine::general_purpose::STANDARD
+            Some(b64) => {
+                let key = base64::engine::general_purpose::STANDARD
                     .decode(b64)
-                    .map_err(|_| SecretError::BadBase64)?,
-            ),
+                    .map_err(|_| SecretError::BadBase64)?;
+                // An empty HMAC key is legal for HMAC but authenticates nothing.
+                if key.is_empty() {
+                    return Err(SecretError::EmptyKey);
+                }
+                Some(key)
+            }
             None => None,
         };
         Ok(Self {
@@ -56,10 +119,419 @@ impl WebhookSecret {
     pub fn is_whsec(&self) -> bool {
         self.decoded.is_some()
     }
+
+    /// The key bytes a scheme signs with, for the "shorter than 32 bytes" warning.
+    pub fn key_len(&self, scheme: Scheme) -> usize {
+        match scheme {
+            Scheme::Standard => self.standard_key().len(),
+            Scheme::Github => self.github_key().len(),
+        }
+    }
 }
 
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WebhookSecret(****)")
+    }
+}
+
+/// A signature scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    Standard,
+    /// GitHub (`X-Hub-Signature-256`, `X-GitHub-Delivery`).
+    Github,
+}
+
+impl Scheme {
+    /// A short name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Standard => "standard",
+            Scheme::Github => "github",
+        }
+    }
+}
+
+/// Why a delivery was refused. One variant per failure; the HTTP endpoint answers 401 for all of
+/// them alike and logs the precise one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// A header the scheme needs is absent.
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    /// A header is present but not in the expected form.
+    #[error("malformed header {header}: {problem}")]
+    MalformedHeader {
+        /// The header's name.
+        header: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The timestamp is older than the tolerance allows.
+    #[error("timestamp too old ({age} s old, tolerance {tolerance} s)")]
+    TimestampTooOld {
+        /// Seconds between the timestamp and now.
+        age: u64,
+        /// The tolerance in seconds.
+        tolerance: u64,
+    },
+    /// The timestamp is further in the future than the tolerance allows.
+    #[error("timestamp in the future ({ahead} s ahead, tolerance {tolerance} s)")]
+    TimestampInFuture {
+        /// Seconds between now and the timestamp.
+        ahead: u64,
+        /// The tolerance in seconds.
+        tolerance: u64,
+    },
+    /// The headers are well formed but no signature matches the body and the secret.
+    #[error("no matching signature")]
+    NoMatchingSignature,
+    /// The secret itself is unusable.
+    #[error("bad secret: {0}")]
+    BadSecret(#[from] SecretError),
+}
+
+impl VerifyError {
+    /// A stable label for logs and metrics (`missing_header`, `timestamp_too_old`, …).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::MissingHeader(_) => "missing_header",
+            VerifyError::MalformedHeader { .. } => "malformed_header",
+            VerifyError::TimestampTooOld { .. } => "timestamp_too_old",
+            VerifyError::TimestampInFuture { .. } => "timestamp_in_future",
+            VerifyError::NoMatchingSignature => "no_matching_signature",
+            VerifyError::BadSecret(_) => "bad_secret",
+        }
+    }
+}
+
+/// A delivery whose signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Which scheme signed it.
+    pub scheme: Scheme,
+    /// The delivery id (`webhook-id`, or `X-GitHub-Delivery` when present).
+    pub id: Option<String>,
+    /// The signed timestamp (Standard Webhooks only; GitHub signs none).
+    pub timestamp: Option<i64>,
+}
+
+/// Picks the scheme from the headers: any `webhook-*` header means Standard Webhooks, else an
+/// `X-Hub-Signature-256` means GitHub. `None` when neither is present.
+pub fn detect_scheme(headers: &HeaderMap) -> Option<Scheme> {
+    if [WEBHOOK_SIGNATURE, WEBHOOK_ID, WEBHOOK_TIMESTAMP]
+        .iter()
+        .any(|h| headers.contains_key(*h))
+    {
+        Some(Scheme::Standard)
+    } else if headers.contains_key(GITHUB_SIGNATURE) {
+        Some(Scheme::Github)
+    } else {
+        None
+    }
+}
+
+/// Verifies a delivery with the scheme its headers name ([`detect_scheme`]).
+pub fn verify(
+    secret: &WebhookSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> Result<Verified, VerifyError> {
+    match detect_scheme(headers) {
+        Some(Scheme::Standard) => verify_standard(secret, headers, body, now, tolerance),
+        Some(Scheme::Github) => verify_github(secret, headers, body),
+        None => Err(VerifyError::MissingHeader(WEBHOOK_SIGNATURE)),
+    }
+}
+
+/// Parses the secret, then verifies as [`verify`] does; a bad secret is [`VerifyError::BadSecret`].
+pub fn verify_with_secret_str(
+    secret: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> Result<Verified, VerifyError> {
+    let secret = WebhookSecret::parse(secret)?;
+    verify(&secret, headers, body, now, tolerance)
+}
+
+/// Verifies a Standard Webhooks delivery: id, timestamp within `tolerance` of `now` (inclusive,
+/// both directions), and at least one `v1` signature over `{id}.{timestamp}.{body}`.
+pub fn verify_standard(
+    secret: &WebhookSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    tolerance: Duration,
+) -> Result<Verified, VerifyError> {
+    let id = single_header(headers, WEBHOOK_ID)?;
+    check_id(id, WEBHOOK_ID)?;
+    let timestamp_text = single_header(headers, WEBHOOK_TIMESTAMP)?;
+    let timestamp = parse_timestamp(timestamp_text)?;
+    let signatures = single_header(headers, WEBHOOK_SIGNATURE)?;
+    // Parse the whole list before checking the clock or computing anything, so a malformed
+    // header is reported as such whatever the time, and the work is bounded before the HMAC.
+    let candidates = parse_standard_signatures(signatures)?;
+    check_timestamp(timestamp, now, tolerance)?;
+
+    let mac = standard_mac(secret.standard_key(), id, timestamp_text, body);
+    // One HMAC over the content; each candidate costs a clone of the finished inner state and
+    // one final block, so rotation lists do not multiply the work by the body size.
+    let matched = candidates.iter().flatten().fold(false, |found, candidate| {
+        // No short-circuit: every candidate is compared, so the time does not say which matched.
+        mac.clone().verify_slice(candidate).is_ok() | found
+    });
+    if matched {
+        Ok(Verified {
+            scheme: Scheme::Standard,
+            id: Some(id.to_owned()),
+            timestamp: Some(timestamp),
+        })
+    } else {
+        Err(VerifyError::NoMatchingSignature)
+    }
+}
+
+/// Verifies a GitHub delivery: `X-Hub-Signature-256: sha256=<64 hex>` over the raw body, keyed
+/// with the secret exactly as written. The delivery id is returned when `X-GitHub-Delivery` is
+/// present (the HTTP endpoint requires it; offline `verify` does not).
+pub fn verify_github(
+    secret: &WebhookSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Verified, VerifyError> {
+    let value = single_header(headers, GITHUB_SIGNATURE)?;
+    let hex_part = value
+        .strip_prefix("sha256=")
+        .ok_or(malformed(GITHUB_SIGNATURE, "does not start with sha256="))?;
+    if hex_part.len() != 64 {
+        return Err(malformed(GITHUB_SIGNATURE, "is not 64 hexadecimal digits"));
+    }
+    let mut expected = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut expected)
+        .map_err(|_| malformed(GITHUB_SIGNATURE, "is not 64 hexadecimal digits"))?;
+    let id = match optional_single_header(headers, GITHUB_DELIVERY)? {
+        Some(id) => {
+            check_id(id, GITHUB_DELIVERY)?;
+            Some(id.to_owned())
+        }
+        None => None,
+    };
+    let mut mac = new_mac(secret.github_key());
+    mac.update(body);
+    mac.verify_slice(&expected)
+        .map_err(|_| VerifyError::NoMatchingSignature)?;
+    Ok(Verified {
+        scheme: Scheme::Github,
+        id,
+        timestamp: None,
+    })
+}
+
+/// Signs for Standard Webhooks: returns `v1,<base64>` over `{id}.{timestamp}.{body}`.
+pub fn sign_standard(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mac = standard_mac(secret.standard_key(), id, &timestamp.to_string(), body);
+    let tag = mac.finalize().into_bytes();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(tag)
+    )
+}
+
+/// Signs for GitHub: returns `sha256=<hex>` over the body.
+pub fn sign_github(secret: &WebhookSecret, body: &[u8]) -> String {
+    let mut mac = new_mac(secret.github_key());
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether `id` is acceptable as a delivery id: 1 to [`MAX_ID_LEN`] bytes of visible ASCII.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn new_mac(key: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length (long ones are hashed first), so this cannot fail; the
+    // fallback keeps the function total without an unwrap.
+    <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+}
+
+fn standard_mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
+    // Fed in pieces: the body is never copied into a concatenated buffer.
+    let mut mac = new_mac(key);
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+fn malformed(header: &'static str, problem: &'static str) -> VerifyError {
+    VerifyError::MalformedHeader { header, problem }
+}
+
+fn optional_single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'a str>, VerifyError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(malformed(name, "is given more than once"));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| malformed(name, "is not visible ASCII"))
+}
+
+fn single_header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
+    optional_single_header(headers, name)?.ok_or(VerifyError::MissingHeader(name))
+}
+
+fn check_id(id: &str, header: &'static str) -> Result<(), VerifyError> {
+    if is_valid_id(id) {
+        Ok(())
+    } else {
+        Err(malformed(
+            header,
+            "is not 1 to 256 visible ASCII characters",
+        ))
+    }
+}
+
+fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
+    let canonical = !text.is_empty()
+        && text.len() <= 19
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    if !canonical {
+        return Err(malformed(
+            WEBHOOK_TIMESTAMP,
+            "is not a canonical Unix timestamp (digits only, no sign, no leading zero)",
+        ));
+    }
+    text.parse::<i64>()
+        .map_err(|_| malformed(WEBHOOK_TIMESTAMP, "is out of range"))
+}
+
+fn check_timestamp(timestamp: i64, now: i64, tolerance: Duration) -> Result<(), VerifyError> {
+    // i128: neither a garbage timestamp nor a garbage `now` can overflow the difference.
+    let tolerance = tolerance.as_secs();
+    let diff = i128::from(now) - i128::from(timestamp);
+    let saturate = |d: i128| u64::try_from(d).unwrap_or(u64::MAX);
+    if diff > i128::from(tolerance) {
+        Err(VerifyError::TimestampTooOld {
+            age: saturate(diff),
+            tolerance,
+        })
+    } else if -diff > i128::from(tolerance) {
+        Err(VerifyError::TimestampInFuture {
+            ahead: saturate(-diff),
+            tolerance,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses `webhook-signature`: the decoded `v1` signatures, `None` for entries of other versions.
+fn parse_standard_signatures(value: &str) -> Result<Vec<Option<[u8; 32]>>, VerifyError> {
+    let mut out = Vec::new();
+    for entry in value.split(' ').filter(|e| !e.is_empty()) {
+        if out.len() == MAX_SIGNATURES {
+            return Err(malformed(WEBHOOK_SIGNATURE, "has more than 32 signatures"));
+        }
+        let (version, signature) = entry.split_once(',').ok_or(malformed(
+            WEBHOOK_SIGNATURE,
+            "has an entry without a version tag",
+        ))?;
+        if version != "v1" {
+            out.push(None);
+            continue;
+        }
+        // 32 bytes are exactly 44 padded base64 characters; checking the length first keeps
+        // the decoder from ever seeing a long string.
+        let mut decoded = [0u8; 32];
+        let ok = signature.len() == 44
+            && matches!(
+                base64::engine::general_purpose::STANDARD.decode_slice(signature, &mut decoded),
+                Ok(32)
+            );
+        if !ok {
+            return Err(malformed(
+                WEBHOOK_SIGNATURE,
+                "has a v1 signature that is not canonical base64 of 32 bytes",
+            ));
+        }
+        out.push(Some(decoded));
+    }
+    if out.is_empty() {
+        return Err(malformed(WEBHOOK_SIGNATURE, "is empty"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> WebhookSecret {
+        WebhookSecret::parse(s).expect("valid secret")
+    }
+
+    #[test]
+    fn timestamps_must_be_canonical() {
+        for bad in [
+            "",
+            "+1",
+            "-1",
+            "01",
+            " 1",
+            "1 ",
+            "1.0",
+            "1e3",
+            "99999999999999999999",
+        ] {
+            assert!(parse_timestamp(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_timestamp("0"), Ok(0));
+        assert_eq!(parse_timestamp("1614265330"), Ok(1_614_265_330));
+        assert!(
+            parse_timestamp("9999999999999999999").is_err(),
+            "over i64::MAX"
+        );
+    }
+
+    #[test]
+    fn an_empty_whsec_secret_is_refused() {
+        assert_eq!(
+            WebhookSecret::parse("whsec_").err(),
+            Some(SecretError::EmptyKey)
+        );
+    }
+
+    #[test]
+    fn the_debug_output_of_a_secret_hides_it() {
+        let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        assert!(!format!("{s:?}").contains("MfKQ"));
+    }
+
+    #[test]
+    fn garbage_clocks_do_not_overflow() {
+        assert!(check_timestamp(i64::MAX, i64::MIN, Duration::from_secs(u64::MAX)).is_ok());
+        assert!(matches!(
+            check_timestamp(i64::MIN, i64::MAX, Duration::from_secs(1)),
+            Err(VerifyError::TimestampTooOld { .. })
+        ));
     }
 }

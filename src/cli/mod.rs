@@ -85,3 +85,27 @@ fn read_payload(path: Option<&PathBuf>) -> std::io::Result<Vec<u8>> {
         }
     }
 }
+
+/// Reads a signing secret from the variable `name` for `sign`/`verify`: a missing, empty or
+/// unusable secret prints why on stderr (never the value) and gives exit code 78; a short one
+/// draws a warning.
+fn secret_from_env(
+    name: &str,
+    scheme: crate::signature::Scheme,
+) -> Result<crate::signature::WebhookSecret, ExitCode> {
+    let Ok(value) = std::env::var(name) else {
+        eprintln!("{name}: is not set (expected the webhook signing secret)");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    };
+    let secret = crate::signature::WebhookSecret::parse(&value).map_err(|e| {
+        eprintln!("{name}: {e} (expected whsec_ + base64, or any non-empty string)");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    if secret.key_len(scheme) < crate::signature::RECOMMENDED_KEY_LEN {
+        eprintln!(
+            "warning: {name}: the key is shorter than {} bytes",
+            crate::signature::RECOMMENDED_KEY_LEN
+        );
+    }
+    Ok(secret)
+}

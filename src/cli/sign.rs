@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::hooks::unix_now;
+use crate::signature;
+
 /// Arguments of `sign`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,7 +34,68 @@ pub enum Scheme {
     Github,
 }
 
-pub fn run(_args: Args) -> ExitCode {
-    let _ = super::read_payload;
-    super::not_yet_available("sign")
+/// Runs `sign`: prints `Name: value` header lines that `verify --header` accepts back.
+pub fn run(args: Args) -> ExitCode {
+    let scheme = match args.scheme {
+        Scheme::Standard => signature::Scheme::Standard,
+        Scheme::Github => signature::Scheme::Github,
+    };
+    let secret = match super::secret_from_env(&args.secret_env, scheme) {
+        Ok(secret) => secret,
+        Err(code) => return code,
+    };
+    if let Some(id) = &args.id
+        && !signature::is_valid_id(id)
+    {
+        eprintln!(
+            "render-deploy sign: --id must be 1 to 256 visible ASCII characters without spaces"
+        );
+        return ExitCode::from(2);
+    }
+    if args.timestamp.is_some_and(|t| t < 0) {
+        eprintln!("render-deploy sign: --timestamp must not be negative");
+        return ExitCode::from(2);
+    }
+    let body = match super::read_payload(args.file.as_ref()) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("render-deploy sign: could not read the payload: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let id = args.id.unwrap_or_else(new_id);
+    match scheme {
+        signature::Scheme::Standard => {
+            let timestamp = args.timestamp.unwrap_or_else(unix_now);
+            println!("{}: {id}", signature::WEBHOOK_ID);
+            println!("{}: {timestamp}", signature::WEBHOOK_TIMESTAMP);
+            println!(
+                "{}: {}",
+                signature::WEBHOOK_SIGNATURE,
+                signature::sign_standard(&secret, &id, timestamp, &body)
+            );
+        }
+        signature::Scheme::Github => {
+            // GitHub signs no timestamp; the delivery id is printed so that the output can be
+            // sent to `/hooks/deploy`, which needs it for replay protection.
+            println!(
+                "X-Hub-Signature-256: {}",
+                signature::sign_github(&secret, &body)
+            );
+            println!("X-GitHub-Delivery: {id}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A fresh delivery id: `msg_` and 24 random letters and digits, like Standard Webhooks ids.
+fn new_id() -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    let suffix: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect();
+    format!("msg_{suffix}")
 }

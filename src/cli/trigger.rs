@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::deploy_hook::{DeployHookClient, DeployHookUrl};
+
 /// Arguments of `trigger`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -10,6 +12,63 @@ pub struct Args {
     pub url_env: String,
 }
 
-pub fn run(_args: Args) -> ExitCode {
-    super::not_yet_available("trigger")
+/// Runs `trigger`: the deploy id on stdout and 0 when Render accepts, 1 otherwise.
+pub fn run(args: Args) -> ExitCode {
+    let value = match std::env::var(&args.url_env) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => {
+            eprintln!(
+                "render-deploy trigger: {} is not set (expected Render's deploy hook URL)",
+                args.url_env
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let url = match DeployHookUrl::parse(&value) {
+        Ok(url) => url,
+        Err(e) => {
+            // The error never carries the value, so the key cannot leak here.
+            eprintln!("render-deploy trigger: {}: {e}", args.url_env);
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("render-deploy trigger: could not start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = DeployHookClient::new(url)?;
+        client.trigger().await
+    });
+    match result {
+        Ok(triggered) => {
+            match triggered.deploy_id {
+                Some(id) => println!("{id}"),
+                None => eprintln!("deploy accepted (Render's answer carried no deploy id)"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("render-deploy trigger: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line (the URLs in them are already redacted or removed).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

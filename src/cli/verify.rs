@@ -2,6 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::hooks::unix_now;
+use crate::signature;
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +28,53 @@ pub struct Args {
     pub file: Option<PathBuf>,
 }
 
-pub fn run(_args: Args) -> ExitCode {
-    super::not_yet_available("verify")
+/// Runs `verify`: `valid` on stdout and 0, or the reason on stderr and 1; 78 for a bad secret.
+pub fn run(args: Args) -> ExitCode {
+    let headers = match parse_headers(&args.headers) {
+        Ok(headers) => headers,
+        Err(problem) => {
+            eprintln!("invalid: {problem}");
+            return ExitCode::from(1);
+        }
+    };
+    let scheme = signature::detect_scheme(&headers).unwrap_or(signature::Scheme::Standard);
+    let secret = match super::secret_from_env(&args.secret_env, scheme) {
+        Ok(secret) => secret,
+        Err(code) => return code,
+    };
+    let body = match super::read_payload(args.file.as_ref()) {
+        Ok(body) => body,
+        Err(e) => {
+            eprintln!("render-deploy verify: could not read the body: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let now = args.now.unwrap_or_else(unix_now);
+    let tolerance = Duration::from_secs(args.tolerance);
+    match signature::verify(&secret, &headers, &body, now, tolerance) {
+        Ok(_) => {
+            println!("valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `Name: value` lines into a header map (names are case-insensitive there).
+fn parse_headers(lines: &[String]) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("--header {line:?} is not `Name: value`"));
+        };
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("--header {:?} has an invalid name", name.trim()))?;
+        let value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("--header {} has an invalid value", name.as_str()))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
