@@ -300,6 +300,7 @@ fn build(mut report: Report) -> Validation {
             .unwrap_or(pool_defaults.instances),
         pgbouncer: matches!(report.value("DB_PGBOUNCER"), Some(Parsed::Bool(true))),
         cpus: render.cpu_count,
+        ..pool_defaults
     };
     // Idle connections are kept open, so more of them than the pool may hold cannot be.
     if let PoolMax::Fixed(max) = pool.max
@@ -428,4 +429,71 @@ fn count(report: &Report, name: &str, fallback: usize) -> usize {
     integer(report, name)
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(fallback)
+}
+
+/// The original feature's configuration object: what
+/// [`configure_render_deployment`] validated, and the health cache it offers.
+#[derive(Debug)]
+pub struct DeploymentConfig {
+    config: Config,
+}
+
+impl DeploymentConfig {
+    /// The validated configuration (development defaults for everything but the two inputs).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Wraps a user's health check in the cache of contract §1: a healthy result is served for
+    /// `HEALTH_CACHE_TTL` (60 s), an unhealthy one for `HEALTH_FAILURE_TTL`, one probe at a time.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (config, pool) = render_deploy::configure_render_deployment(
+    ///     "postgres://app:secret@localhost/app",
+    ///     "a-deploy-hook-secret-of-at-least-32-bytes",
+    /// )?;
+    /// let health = config.cache_health_check(move || {
+    ///     let pool = pool.clone();
+    ///     async move { pool.get_connection().await.is_ok() }
+    /// });
+    /// let healthy: bool = health.check().await.is_healthy();
+    /// # Ok(()) }
+    /// ```
+    pub fn cache_health_check<R, F, Fut>(&self, check: F) -> crate::health::CachedCheck<R>
+    where
+        R: crate::health::Healthy + Clone + Send + Sync + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = R> + Send + 'static,
+    {
+        crate::health::CachedCheck::new(&self.config.health, check)
+    }
+}
+
+/// The original feature's entry point: validates a database URL and a deploy hook secret
+/// (every problem at once) and builds the connection pool, which connects on first use.
+///
+/// Everything else takes its default (development rules: no other variable is required).
+/// For a whole service configured from the environment, use [`crate::Deployment::from_env`].
+pub fn configure_render_deployment(
+    database_url: &str,
+    deploy_hook_secret: &str,
+) -> Result<(DeploymentConfig, crate::PoolManager), crate::server::DeploymentError> {
+    let mut env = Env::default();
+    env.set("DATABASE_URL", database_url);
+    env.set("RENDER_DEPLOY_HOOK_SECRET", deploy_hook_secret);
+    let config = Config::from_environment(&env, Mode::Dev)?;
+    if config.deploy_hook_secret.is_none() {
+        // Optional for `dev`; this entry point was given one, so it must be usable.
+        return Err(ConfigErrors {
+            problems: vec![Problem {
+                var: "RENDER_DEPLOY_HOOK_SECRET".to_owned(),
+                problem: "is missing (expected whsec_ + base64, or at least 32 bytes)".to_owned(),
+                kind: ProblemKind::Missing,
+            }],
+        }
+        .into());
+    }
+    let pool = crate::PoolManager::new(&config.database_url, &config.pool)?;
+    Ok((DeploymentConfig { config }, pool))
 }

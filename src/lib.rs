@@ -38,6 +38,6 @@ pub mod server;
 pub mod signature;
 pub mod telemetry;
 
-pub use config::Config;
+pub use config::{Config, DeploymentConfig, configure_render_deployment};
 pub use pool::PoolManager;
 pub use server::Deployment;

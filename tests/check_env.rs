@@ -413,15 +413,56 @@ fn hostile_environment_values_never_make_it_panic() {
 }
 
 #[test]
-fn connect_is_isolated_until_the_pool_lands() {
-    let out = check_env(valid(), &["--connect"]);
-    assert!(
-        stderr(&out).contains("--connect: not yet available"),
-        "{}",
-        stderr(&out)
+fn connect_reports_the_server_and_the_pool_size_serve_would_choose() {
+    let pg = render_deploy::local_postgres::LocalPostgres::start_with(
+        render_deploy::local_postgres::LocalPostgresOptions {
+            max_connections: 40,
+            ..Default::default()
+        },
+    )
+    .expect("throwaway PostgreSQL");
+    let url = pg.url("postgres");
+    let env = with(&[("DATABASE_URL", &url), ("RENDER_CPU_COUNT", "8")]);
+    let out = check_env(env.clone(), &["--connect"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("database reachable: PostgreSQL 1"), "{text}");
+    assert!(text.contains("max_connections  40"), "{text}");
+
+    let out = check_env(env, &["--connect", "--format", "json"]);
+    let json: Value = serde_json::from_str(&stdout(&out)).expect("one JSON document");
+    assert_eq!(json["ok"], true);
+    // min(2 × 8 + 1, ⌊(40 − 3 − 10) / 2⌋) = min(17, 13) = 13
+    assert_eq!(json["database"]["chosen"], 13, "{json}");
+    assert_eq!(json["database"]["max_connections"], 40);
+}
+
+#[test]
+fn connect_exits_69_when_the_database_is_unreachable_and_78_when_it_refuses_us() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nothing = format!("postgres://app:{DB_PASSWORD}@127.0.0.1:{port}/app?sslmode=disable");
+    let out = check_env(
+        with(&[("DATABASE_URL", &nothing), ("DB_CONNECT_TIMEOUT", "2")]),
+        &["--connect"],
     );
-    assert_ne!(out.status.code(), Some(0));
-    // An invalid environment is still reported as such first.
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(DB_PASSWORD));
+
+    let pg = render_deploy::local_postgres::LocalPostgres::start().expect("throwaway PostgreSQL");
+    let wrong = format!(
+        "postgres://postgres:{DB_PASSWORD}@127.0.0.1:{}/postgres?sslmode=disable",
+        pg.port()
+    );
+    let out = check_env(with(&[("DATABASE_URL", &wrong)]), &["--connect"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("authentication"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(DB_PASSWORD), "{}", stderr(&out));
+
+    // An invalid environment is still reported as such first, without connecting.
     let out = check_env(without("PORT"), &["--connect"]);
     assert_eq!(out.status.code(), Some(78));
 }

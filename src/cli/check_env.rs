@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use crate::config::{Config, Env, Mode, Problem, Summary};
+use crate::database_url::DatabaseUrl;
+use crate::pool::{PoolError, PoolManager, PoolSettings, PoolSizing};
 use crate::schema::Schema;
 
 /// Arguments of `check-env`.
@@ -48,6 +50,9 @@ struct Outcome {
     summary: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// With `--connect`: what the database said, and the pool size `serve` would choose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<PoolSizing>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -62,6 +67,7 @@ pub fn run(args: Args) -> ExitCode {
                     warnings: report.warnings.clone(),
                     summary: report.summary.clone(),
                     error: None,
+                    database: None,
                 };
                 (outcome, None)
             }
@@ -85,15 +91,25 @@ pub fn run(args: Args) -> ExitCode {
                 warnings: validation.warnings,
                 summary: validation.summary,
                 error: None,
+                database: None,
             };
             (outcome, config)
         }
     };
-    let code = print(&outcome, args.format);
-    if code != ExitCode::SUCCESS || !args.connect {
-        return code;
+    let mut outcome = outcome;
+    let mut connect_code = None;
+    if args.connect && outcome.ok {
+        match connect(config.as_ref(), &env) {
+            Ok(sizing) => outcome.database = Some(sizing),
+            Err((code, message)) => {
+                outcome.ok = false;
+                outcome.error = Some(message);
+                connect_code = Some(code);
+            }
+        }
     }
-    connect(config.as_ref(), args.format)
+    let code = print(&outcome, args.format);
+    connect_code.map_or(code, ExitCode::from)
 }
 
 /// Prints the outcome; returns 0 when valid, 78 otherwise.
@@ -128,6 +144,18 @@ fn print(outcome: &Outcome, format: Format) -> ExitCode {
                 for (name, shown) in outcome.summary.iter() {
                     let _ = writeln!(out, "  {name:<width$}  {shown}");
                 }
+                if let Some(db) = &outcome.database {
+                    let _ = writeln!(out, "database reachable: PostgreSQL {}", db.server_version);
+                    let _ = writeln!(out, "  max_connections  {}", db.max_connections);
+                    let _ = writeln!(out, "  pool size        {db}");
+                    if db.exceeds_budget() {
+                        let _ = writeln!(
+                            err,
+                            "warning: DB_POOL_MAX={} exceeds the per-instance budget of {} during a deploy",
+                            db.chosen, db.budget
+                        );
+                    }
+                }
             } else if outcome.error.is_none() {
                 let n = outcome.problems.len();
                 let s = if n == 1 { "" } else { "s" };
@@ -142,12 +170,39 @@ fn print(outcome: &Outcome, format: Format) -> ExitCode {
     }
 }
 
-/// `--connect`: the one place the pool's inspection will be wired in.
+/// `--connect`: connects once and reports what `serve`'s pool would choose.
 ///
-/// TODO(pool issue): call `render_deploy::pool::inspect(&config)` and print the server version,
-/// `max_connections` and the pool size `serve` would choose; exit 69 when unreachable.
-fn connect(config: Option<&Config>, _format: Format) -> ExitCode {
-    let _ = config;
-    eprintln!("--connect: not yet available (the environment itself is valid)");
-    ExitCode::from(1)
+/// With `--schema` there is no typed configuration; `DATABASE_URL` is then read on its own,
+/// with the pool's default settings. Exit codes: 69 when the database cannot be reached
+/// (refused, timed out), 78 when it answers but refuses us (password, TLS, budget).
+fn connect(config: Option<&Config>, env: &Env) -> Result<PoolSizing, (u8, String)> {
+    let (url, settings) = match config {
+        Some(config) => (config.database_url.clone(), config.pool.clone()),
+        None => {
+            let value = env.get("DATABASE_URL").ok_or_else(|| {
+                (
+                    super::EXIT_CONFIG,
+                    "--connect: DATABASE_URL is not set".to_owned(),
+                )
+            })?;
+            let url = DatabaseUrl::parse(value)
+                .map_err(|e| (super::EXIT_CONFIG, format!("--connect: DATABASE_URL {e}")))?;
+            (url, PoolSettings::default())
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (1, format!("--connect: cannot start the async runtime: {e}")))?;
+    runtime
+        .block_on(PoolManager::inspect(&url, &settings))
+        .map_err(|e| {
+            let code = match e {
+                PoolError::Unavailable { .. } | PoolError::Timeout { .. } | PoolError::Closed => {
+                    super::EXIT_UNAVAILABLE
+                }
+                _ => super::EXIT_CONFIG,
+            };
+            (code, format!("--connect: {e}"))
+        })
 }

@@ -2,10 +2,97 @@
 
 use std::process::ExitCode;
 
+use crate::config::{Config, Env, Mode};
+use crate::local_postgres::LocalPostgres;
+use crate::server::Deployment;
+use crate::telemetry;
+
+/// `serve`: the service with the production rules; 0 after a graceful shutdown, 78 for
+/// invalid configuration.
 pub fn serve() -> ExitCode {
-    super::not_yet_available("serve")
+    run(Mode::Serve, &Env::from_process())
 }
 
+/// `dev`: `serve` with development defaults and, when `DATABASE_URL` is unset, a throwaway
+/// PostgreSQL that lives as long as the process (removed after Ctrl-C too: the signal drains
+/// the server, then the cluster is dropped).
 pub fn dev() -> ExitCode {
-    super::not_yet_available("dev")
+    let mut env = Env::from_process();
+    let _cluster = if env.contains("DATABASE_URL") {
+        None
+    } else {
+        match LocalPostgres::start() {
+            Ok(pg) => {
+                eprintln!(
+                    "dev: DATABASE_URL is unset; started a throwaway PostgreSQL on 127.0.0.1:{} \
+                     (removed on exit)",
+                    pg.port()
+                );
+                env.set("DATABASE_URL", &pg.url("postgres"));
+                Some(pg)
+            }
+            Err(e) => {
+                eprintln!(
+                    "dev: DATABASE_URL is unset and no throwaway PostgreSQL could start: {e}"
+                );
+                return ExitCode::from(super::EXIT_UNAVAILABLE);
+            }
+        }
+    };
+    run(Mode::Dev, &env)
+}
+
+fn run(mode: Mode, env: &Env) -> ExitCode {
+    let config = match Config::from_environment(env, mode) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "configuration is invalid: {} problems",
+                errors.problems.len()
+            );
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    telemetry::init_logging(config.log_format);
+    install_panic_hook();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        let deployment = Deployment::new(config)?;
+        let app = deployment.routes();
+        deployment.serve(app).await
+    });
+    // Connections cut off at the deadline are dropped with the runtime, not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = &e as &dyn std::error::Error, "render-deploy failed");
+            eprintln!("render-deploy: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs a panic's location, not its message: a message may hold any value (a secret among
+/// them), and the contract is that secrets never reach the output.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        tracing::error!(location = location.as_deref().unwrap_or("unknown"), "panic");
+    }));
 }

@@ -106,21 +106,34 @@ pub async fn serve_until(
     connections.close();
     let open_at_signal = connections.len();
     on_drain();
-    tracing::info!(open_connections = open_at_signal, "shutdown signal: draining");
+    tracing::info!(
+        open_connections = open_at_signal,
+        "shutdown signal: draining"
+    );
 
     let deadline = tokio::time::Instant::now() + options.shutdown_timeout;
     if !connections.is_empty() && !options.linger.is_zero() {
-        let _ = tokio::time::timeout(options.linger.min(options.shutdown_timeout), connections.wait())
-            .await;
+        let _ = tokio::time::timeout(
+            options.linger.min(options.shutdown_timeout),
+            connections.wait(),
+        )
+        .await;
     }
     close_now.cancel();
     let cut_off = match tokio::time::timeout_at(deadline, connections.wait()).await {
         Ok(()) => 0,
         Err(_) => connections.len(),
     };
-    let report = DrainReport { open_at_signal, cut_off, took: signal_at.elapsed() };
+    let report = DrainReport {
+        open_at_signal,
+        cut_off,
+        took: signal_at.elapsed(),
+    };
     if cut_off > 0 {
-        tracing::warn!(cut_off, "shutdown timeout reached; closing remaining connections");
+        tracing::warn!(
+            cut_off,
+            "shutdown timeout reached; closing remaining connections"
+        );
     }
     report
 }

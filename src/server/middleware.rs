@@ -1,8 +1,6 @@
 //! What every response goes through: request ids, one log line and metrics per request, a
 //! request timeout, `Connection: close` while draining, and a JSON 500 for a handler panic.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -28,8 +26,8 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 pub struct MiddlewareState {
     /// Longest a request may take (`REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
-    /// Set once shutdown begins.
-    pub draining: Arc<AtomicBool>,
+    /// Serving or draining.
+    pub lifecycle: crate::health::Lifecycle,
 }
 
 /// The request-id, timeout, draining, log and metrics middleware (one function, so the
@@ -56,8 +54,7 @@ pub async fn around_request(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
 
-    let mut response = match tokio::time::timeout(state.request_timeout, next.run(request)).await
-    {
+    let mut response = match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => json_error(StatusCode::REQUEST_TIMEOUT, "request timed out"),
     };
@@ -65,9 +62,11 @@ pub async fn around_request(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    if state.draining.load(Ordering::Relaxed) {
+    if state.lifecycle.is_draining() {
         // Tell clients on kept-alive connections to go elsewhere after this answer.
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let status = response.status().as_u16();
     let latency = started.elapsed();

@@ -1,9 +1,312 @@
 //! The service: [`Deployment`] wires configuration, pool, health and hooks, serves, and drains.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), render_deploy::server::DeploymentError> {
+//! use axum::{routing::get, Router};
+//! use render_deploy::Deployment;
+//!
+//! let deployment = Deployment::from_env()?;          // every variable checked at once
+//! let app = Router::new()
+//!     .route("/hello", get(|| async { "hello" }))     // the application's own routes
+//!     .merge(deployment.routes());                     // /health, /livez, /, /hooks/deploy, /metrics
+//! deployment.serve(app).await?;                        // drains on SIGTERM, then returns
+//! # Ok(()) }
+//! ```
 
 pub mod listener;
 pub mod middleware;
-// routes.rs is wired once the pool lands.
+pub mod routes;
 
-/// The whole service (being wired).
-#[derive(Debug)]
-pub struct Deployment {}
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::{Config, ConfigErrors, Mode};
+use crate::deploy_hook::{DeployHookClient, RetryPolicy, TriggerError};
+use crate::health::{self, DatabaseProbe, HealthState, Lifecycle, ProbeError, ServiceInfo};
+use crate::hooks::{self, HookState};
+use crate::pool::{PoolError, PoolManager};
+use crate::replay::{LazyPostgresReplayStore, MemoryReplayStore, ReplayStore, ReplayStoreKind};
+use crate::telemetry;
+pub use listener::{DrainReport, ServeOptions};
+use middleware::{MiddlewareState, json_error};
+
+/// Why the service could not be built or could not listen.
+#[derive(Debug, thiserror::Error)]
+pub enum DeploymentError {
+    /// One or more variables are invalid (every problem, one per line).
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    /// The pool could not be built from the configuration.
+    #[error("connection pool: {0}")]
+    Pool(#[from] PoolError),
+    /// The deploy hook client could not be built.
+    #[error("deploy hook client: {0}")]
+    DeployHook(#[from] TriggerError),
+    /// `HOST:PORT` could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The whole service: configuration, pool, health cache, hook endpoint and metrics.
+pub struct Deployment {
+    config: Arc<Config>,
+    pool: Arc<PoolManager>,
+    health: HealthState,
+    lifecycle: Lifecycle,
+    hooks: HookState,
+    info: ServiceInfo,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("config", &self.config)
+            .field("lifecycle", &self.lifecycle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deployment {
+    /// Reads and validates every variable of the contract (all problems at once), and builds
+    /// the pool and the health cache. Nothing connects yet.
+    pub fn from_env() -> Result<Self, DeploymentError> {
+        Self::new(Config::from_env(Mode::Serve)?)
+    }
+
+    /// Builds the service from a configuration already read.
+    pub fn new(config: Config) -> Result<Self, DeploymentError> {
+        let pool = Arc::new(PoolManager::new(&config.database_url, &config.pool)?);
+        let lifecycle = Lifecycle::new();
+        let info = ServiceInfo::new(
+            config.render.git_commit.as_deref(),
+            config.render.instance_id.as_deref(),
+        );
+        let health = HealthState::new(
+            &config.health,
+            PoolProbe(Arc::clone(&pool)),
+            lifecycle.clone(),
+            info.clone(),
+        );
+        // A connection failure seen by any request makes the next /health probe afresh.
+        pool.on_connection_failure(health.pool_failure_hook());
+
+        let replay: Arc<dyn ReplayStore> = match config.hooks.replay_store {
+            ReplayStoreKind::Memory => Arc::new(MemoryReplayStore::new(config.hooks.tolerance)),
+            ReplayStoreKind::Postgres => Arc::new(LazyPostgresReplayStore::new(
+                pool.deadpool().clone(),
+                config.hooks.tolerance,
+            )),
+        };
+        let invalidator = health.invalidator();
+        let mut hooks = HookState::new(
+            config.deploy_hook_secret.clone(),
+            config.hooks.clone(),
+            replay,
+            Arc::new(move || invalidator.invalidate()),
+        );
+        if let Some(url) = &config.deploy_hook_url {
+            hooks = hooks.with_deploy_hook(DeployHookClient::with_policy(
+                url.clone(),
+                RetryPolicy::for_webhook_response(),
+            )?);
+        }
+        Ok(Self {
+            config: Arc::new(config),
+            pool,
+            health,
+            lifecycle,
+            hooks,
+            info,
+        })
+    }
+
+    /// The configuration the service runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The connection pool, for the application's own handlers.
+    pub fn pool(&self) -> &Arc<PoolManager> {
+        &self.pool
+    }
+
+    /// The health service (to invalidate it, or to read the lifecycle).
+    pub fn health(&self) -> &HealthState {
+        &self.health
+    }
+
+    /// The endpoints of the contract: `/health`, `/livez`, `/`, `/hooks/deploy`, and
+    /// `/metrics` when `METRICS_TOKEN` is set. Merge them into the application's router.
+    pub fn routes(&self) -> Router {
+        let root = routes::RootState {
+            pool: Arc::clone(&self.pool),
+            service: self
+                .config
+                .render
+                .service_name
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_PKG_NAME").to_owned()),
+            version: self.info.version.to_string(),
+            instance: self.info.instance.to_string(),
+        };
+        let mut router = health::router(self.health.clone())
+            .merge(hooks::router(self.hooks.clone()))
+            .route("/", get(routes::root).with_state(root));
+        if let Some(token) = &self.config.metrics_token {
+            let pool = Arc::clone(&self.pool);
+            let lifecycle = self.lifecycle.clone();
+            let refresh = Arc::new(move || {
+                let _ = pool.status(); // publishes the pool gauges
+                metrics::gauge!("render_deploy_draining").set(if lifecycle.is_draining() {
+                    1.0
+                } else {
+                    0.0
+                });
+            });
+            let state = routes::MetricsState::new(telemetry::metrics_handle(), token, refresh);
+            router = router.route("/metrics", get(routes::metrics).with_state(state));
+        }
+        router
+    }
+
+    /// Binds `HOST:PORT` and serves `app` until SIGTERM or SIGINT, then drains (contract §6).
+    pub async fn serve(self, app: Router) -> Result<DrainReport, DeploymentError> {
+        let addr = SocketAddr::new(self.config.host, self.config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| DeploymentError::Bind { addr, source })?;
+        Ok(self.serve_with(listener, app, shutdown_signal()).await)
+    }
+
+    /// Serves `app` on `listener` until `shutdown` completes, then drains; for tests and for
+    /// applications with their own signal handling.
+    ///
+    /// The listener answers at once; the pool is warmed up in the background, retried with
+    /// back-off while the database is away, and `/health` reports `unhealthy` until it answers.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        app: Router,
+        shutdown: impl Future<Output = ()>,
+    ) -> DrainReport {
+        // Registered early so the exporter's figures exist before the first scrape.
+        if self.config.metrics_token.is_some() {
+            let _ = telemetry::metrics_handle();
+        }
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, database = %self.config.database_url, "listening");
+        }
+        let app = self.wrap(app);
+        let warm_up = tokio::spawn(warm_up(Arc::clone(&self.pool)));
+        let options = ServeOptions {
+            shutdown_timeout: self.config.shutdown_timeout,
+            header_read_timeout: self.config.header_read_timeout,
+            linger: self.config.shutdown_linger,
+        };
+        let lifecycle = self.lifecycle.clone();
+        let report = listener::serve_until(listener, app, options, shutdown, move || {
+            lifecycle.start_draining()
+        })
+        .await;
+        warm_up.abort();
+        // Last: requests in flight needed their connections until now.
+        self.pool.close();
+        tracing::info!(
+            took_ms = report.took.as_millis() as u64,
+            open_at_signal = report.open_at_signal,
+            cut_off = report.cut_off,
+            "shutdown complete"
+        );
+        report
+    }
+
+    /// The layers every route goes through, the application's included.
+    fn wrap(&self, app: Router) -> Router {
+        let state = MiddlewareState {
+            request_timeout: self.config.request_timeout,
+            lifecycle: self.lifecycle.clone(),
+        };
+        app.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
+            .layer(CatchPanicLayer::custom(middleware::panic_response))
+            .layer(axum::middleware::from_fn_with_state(
+                state,
+                middleware::around_request,
+            ))
+    }
+}
+
+/// The health probe of the service: one `SELECT 1` through the pool, so that the probe
+/// exercises (and verifies) the same connections that requests use.
+struct PoolProbe(Arc<PoolManager>);
+
+impl DatabaseProbe for PoolProbe {
+    fn ping(&self) -> health::BoxFuture<'_, Result<(), ProbeError>> {
+        Box::pin(async move {
+            let conn = self
+                .0
+                .get_connection()
+                .await
+                .map_err(|e| ProbeError::NoConnection(Some(Box::new(e))))?;
+            conn.simple_query("SELECT 1")
+                .await
+                .map_err(|e| ProbeError::Query(Some(Box::new(e))))?;
+            Ok(())
+        })
+    }
+}
+
+/// Opens the pool's first connections, retrying with back-off while the database is away.
+async fn warm_up(pool: Arc<PoolManager>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match pool.warm_up().await {
+            Ok(sizing) => {
+                tracing::info!(%sizing, "database connected; pool ready");
+                return;
+            }
+            Err(e) => {
+                // A wrong password or a budget below one connection will not fix itself
+                // quickly: keep answering 503 (never a crash loop) but do not hammer the server.
+                if !e.is_transient() {
+                    delay = delay.max(Duration::from_secs(5));
+                }
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "database not ready; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Render's stop signal) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    tokio::select! {
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+            tracing::info!("SIGTERM received");
+        }
+        _ = async { match int.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
+            tracing::info!("SIGINT received");
+        }
+    }
+}

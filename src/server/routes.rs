@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -74,7 +74,11 @@ impl MetricsState {
         token: &SecretString,
         refresh: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
-        Self { handle, token_digest: Sha256::digest(token.expose_secret()).into(), refresh }
+        Self {
+            handle,
+            token_digest: Sha256::digest(token.expose_secret()).into(),
+            refresh,
+        }
     }
 }
 

@@ -18,11 +18,18 @@ pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
 
 pub fn hook_secret() -> String {
     use base64::Engine;
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(CANARY_HOOK_SECRET_RAW))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(CANARY_HOOK_SECRET_RAW)
+    )
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The production environment of `serve`, complete and valid.
@@ -70,7 +77,12 @@ impl Running {
             .expect("start render-deploy");
         let stdout = collect(child.stdout.take().unwrap());
         let stderr = collect(child.stderr.take().unwrap());
-        Self { child, port, stdout, stderr }
+        Self {
+            child,
+            port,
+            stdout,
+            stderr,
+        }
     }
 
     /// Polls `/livez` until it answers 200 (start-up is a wait for a socket, not a sleep).
@@ -166,7 +178,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
@@ -214,7 +229,10 @@ pub fn send(
 pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     let status = line
         .split_whitespace()
@@ -247,7 +265,11 @@ pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
             reader.read_to_end(&mut body)?;
         }
     }
-    Ok(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// Standard Webhooks headers for `body`, signed with the canary secret.
@@ -267,5 +289,8 @@ pub fn signed_headers(id: &str, timestamp: i64, body: &[u8]) -> Vec<(String, Str
 }
 
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

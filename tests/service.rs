@@ -81,12 +81,17 @@ async fn a_client_stuck_in_its_headers_cannot_hold_shutdown_open() {
     let (_pg, url) = database().await;
     let mut app = serve(&url, &[("HEADER_READ_TIMEOUT", "1")]);
     let mut stuck = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-    stuck.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+    stuck
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     app.signal(Signal::SIGTERM);
     let (status, took) = app.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status}: {}", app.output());
-    assert!(took < Duration::from_secs(3), "exit took {took:?} with a 1 s header timeout");
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?} with a 1 s header timeout"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +124,10 @@ async fn after_sigterm_open_connections_see_draining_and_new_ones_are_refused() 
     assert_eq!(health.json()["status"], "draining");
 
     let refused = TcpStream::connect(("127.0.0.1", app.port));
-    assert!(refused.is_err(), "a new connection was accepted while draining");
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted while draining"
+    );
 
     let (status, _) = app.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status}: {}", app.output());
@@ -137,7 +145,10 @@ async fn a_database_away_at_start_up_is_waited_for_without_a_restart() {
     pg.restart().unwrap();
     let after = app.wait_health(200, Duration::from_secs(20));
     assert_eq!(after.status, 200, "{after:?}");
-    assert!(app.child.try_wait().unwrap().is_none(), "the process restarted or exited");
+    assert!(
+        app.child.try_wait().unwrap().is_none(),
+        "the process restarted or exited"
+    );
 
     let root = request(app.port, "GET", "/", &[], b"").unwrap();
     assert_eq!(root.status, 200, "{root:?}");
@@ -148,7 +159,14 @@ async fn a_database_away_at_start_up_is_waited_for_without_a_restart() {
 async fn every_response_carries_a_request_id_and_errors_are_json() {
     let (_pg, url) = database().await;
     let app = serve(&url, &[]);
-    let mine = request(app.port, "GET", "/livez", &[("x-request-id", "req-42")], b"").unwrap();
+    let mine = request(
+        app.port,
+        "GET",
+        "/livez",
+        &[("x-request-id", "req-42")],
+        b"",
+    )
+    .unwrap();
     assert_eq!(mine.header("x-request-id"), Some("req-42"));
     let made = request(app.port, "GET", "/nope", &[], b"").unwrap();
     assert_eq!(made.status, 404);
@@ -163,18 +181,45 @@ async fn every_response_carries_a_request_id_and_errors_are_json() {
 async fn metrics_are_404_without_a_token_401_with_a_wrong_one_and_text_with_the_right_one() {
     let (_pg, url) = database().await;
     let without = serve(&url, &[]);
-    assert_eq!(request(without.port, "GET", "/metrics", &[], b"").unwrap().status, 404);
+    assert_eq!(
+        request(without.port, "GET", "/metrics", &[], b"")
+            .unwrap()
+            .status,
+        404
+    );
     drop(without);
 
     let app = serve(&url, &[("METRICS_TOKEN", CANARY_METRICS_TOKEN)]);
     let _ = request(app.port, "GET", "/livez", &[], b"").unwrap();
-    assert_eq!(request(app.port, "GET", "/metrics", &[], b"").unwrap().status, 401);
-    let wrong = request(app.port, "GET", "/metrics", &[("Authorization", "Bearer nope")], b"");
+    assert_eq!(
+        request(app.port, "GET", "/metrics", &[], b"")
+            .unwrap()
+            .status,
+        401
+    );
+    let wrong = request(
+        app.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer nope")],
+        b"",
+    );
     assert_eq!(wrong.unwrap().status, 401);
     let auth = format!("Bearer {CANARY_METRICS_TOKEN}");
-    let ok = request(app.port, "GET", "/metrics", &[("Authorization", &auth)], b"").unwrap();
+    let ok = request(
+        app.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
     assert_eq!(ok.status, 200, "{ok:?}");
-    assert!(ok.body.contains("render_deploy_http_requests_total"), "{}", ok.body);
+    assert!(
+        ok.body.contains("render_deploy_http_requests_total"),
+        "{}",
+        ok.body
+    );
     assert!(ok.body.contains("render_deploy_pool_"), "{}", ok.body);
     assert!(!ok.body.contains(CANARY_METRICS_TOKEN));
 }
@@ -189,23 +234,51 @@ async fn no_secret_appears_in_anything_the_process_prints_at_any_log_level() {
     for level in ["trace", "debug", "info"] {
         let mut app = serve(
             &url,
-            &[("RUST_LOG", level), ("METRICS_TOKEN", CANARY_METRICS_TOKEN), ("LOG_FORMAT", "json")],
+            &[
+                ("RUST_LOG", level),
+                ("METRICS_TOKEN", CANARY_METRICS_TOKEN),
+                ("LOG_FORMAT", "json"),
+            ],
         );
         app.wait_health(200, Duration::from_secs(10));
         // Errors of every kind: bad signatures, a wrong metrics token, a stale delivery.
-        let _ = request(app.port, "POST", "/hooks/deploy", &[("webhook-id", "x")], b"{}");
+        let _ = request(
+            app.port,
+            "POST",
+            "/hooks/deploy",
+            &[("webhook-id", "x")],
+            b"{}",
+        );
         let stale = signed_headers("msg_stale", unix_now() - 10_000, b"{}");
-        let stale: Vec<(&str, &str)> = stale.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let stale: Vec<(&str, &str)> = stale
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let _ = request(app.port, "POST", "/hooks/deploy", &stale, b"{}");
         let auth = format!("Bearer {CANARY_METRICS_TOKEN}");
-        let _ = request(app.port, "GET", "/metrics", &[("Authorization", &auth)], b"");
-        let _ = request(app.port, "GET", "/metrics", &[("Authorization", "Bearer wrong")], b"");
+        let _ = request(
+            app.port,
+            "GET",
+            "/metrics",
+            &[("Authorization", &auth)],
+            b"",
+        );
+        let _ = request(
+            app.port,
+            "GET",
+            "/metrics",
+            &[("Authorization", "Bearer wrong")],
+            b"",
+        );
         let _ = request(app.port, "GET", "/", &[], b"");
         app.signal(Signal::SIGTERM);
         let (status, _) = app.wait_exit(Duration::from_secs(10));
         assert!(status.success());
         let out = app.output();
-        assert!(out.len() > 100, "the process printed little at {level}: {out}");
+        assert!(
+            out.len() > 100,
+            "the process printed little at {level}: {out}"
+        );
         for canary in [
             CANARY_OPENAI,
             CANARY_TWILIO_TOKEN,
