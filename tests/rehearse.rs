@@ -293,7 +293,6 @@ async fn no_instance_outlives_an_interrupted_rehearsal() {
 
 /// Rehearses this program's own service (`render-deploy dev`, on a throwaway PostgreSQL).
 #[tokio::test]
-#[ignore = "needs serve (issue 7)"]
 async fn rehearsing_this_service_loses_no_request_and_needs_no_sigkill() {
     let run = rehearse(&["--rate", "30", "--duration", "5s"], &[]).await;
 
@@ -310,7 +309,6 @@ async fn rehearsing_this_service_loses_no_request_and_needs_no_sigkill() {
 
 /// A rolling deploy of three instances of this program's own service.
 #[tokio::test]
-#[ignore = "needs serve (issue 7)"]
 async fn a_rolling_deploy_of_three_instances_of_this_service_loses_no_request() {
     let run = rehearse(
         &["--rate", "30", "--duration", "6s", "--instances", "3"],
