@@ -56,3 +56,18 @@ pub fn metrics_handle() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// Replaces the default panic hook (which prints the panic's message on stderr) with one that
+/// logs the location only: a message may hold any value, a secret among them, and secrets
+/// never reach the output. A handler's panic is also answered 500 by the server's middleware.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        tracing::error!(
+            location = location.as_deref().unwrap_or("unknown"),
+            "panic (message withheld: it may contain secrets)"
+        );
+    }));
+}

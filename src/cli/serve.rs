@@ -58,7 +58,7 @@ fn run(mode: Mode, env: &Env) -> ExitCode {
         eprintln!("warning: {warning}");
     }
     telemetry::init_logging(config.log_format);
-    install_panic_hook();
+    telemetry::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -84,15 +84,4 @@ fn run(mode: Mode, env: &Env) -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Logs a panic's location, not its message: a message may hold any value (a secret among
-/// them), and the contract is that secrets never reach the output.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()));
-        tracing::error!(location = location.as_deref().unwrap_or("unknown"), "panic");
-    }));
 }
