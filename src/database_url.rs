@@ -328,8 +328,10 @@ mod tests {
 
     #[test]
     fn a_password_query_parameter_is_hidden_too() {
-        let url =
-            DatabaseUrl::parse(&format!("postgresql://app@db/app?password={CANARY}&application_name=x")).unwrap();
+        let url = DatabaseUrl::parse(&format!(
+            "postgresql://app@db/app?password={CANARY}&application_name=x"
+        ))
+        .unwrap();
         assert!(!url.to_string().contains(CANARY), "{url}");
         assert!(url.to_string().contains("password=****"), "{url}");
     }
