@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::spec::suggest;
+use super::spec::{article, suggest};
 use super::yaml::{Kind, Node, Pos, Scalar, shorten};
 use super::{Finding, Severity};
 
@@ -292,7 +292,8 @@ fn unknown_reference(label: &str, name: &str, declared: &[&str]) -> String {
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default();
     format!(
-        "`{}` is not a {label} of this Blueprint ({known}){hint}",
-        shorten(name)
+        "`{}` is not {} of this Blueprint ({known}){hint}",
+        shorten(name),
+        article(label)
     )
 }

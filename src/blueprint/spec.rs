@@ -26,6 +26,8 @@ pub(crate) enum Ty {
     Arr(&'static Ty),
     Service,
     EnvVar,
+    /// A variable of an environment group: plain values only.
+    GroupEnvVar,
     /// `diskSizeGB`: 1 or a multiple of 5.
     DiskSize,
     /// A cron expression of five fields.
@@ -563,13 +565,7 @@ static ENV_FROM_GROUP: Obj = Obj {
 };
 
 static ENV_VAR_GROUP: Obj = Obj {
-    fields: &[
-        f("name", Ty::Str),
-        f(
-            "envVars",
-            Ty::Arr(&Ty::Named("environment variable", &ENV_VALUE)),
-        ),
-    ],
+    fields: &[f("name", Ty::Str), f("envVars", Ty::Arr(&Ty::GroupEnvVar))],
     required: &["name", "envVars"],
 };
 
@@ -812,6 +808,10 @@ impl Structure<'_> {
             },
             Ty::Service => self.service(node),
             Ty::EnvVar => self.env_var(node),
+            Ty::GroupEnvVar => {
+                let what = env_var_label(node);
+                self.object(node, &ENV_VALUE, &what, &[]);
+            }
             Ty::DiskSize => {
                 self.int(name, node, 1, None);
                 if let Some(size) = node.as_int()
@@ -872,8 +872,9 @@ impl Structure<'_> {
                 self.error(
                     node.pos,
                     format!(
-                        "`{}` is not a {label} Render knows (expected {}){hint}",
+                        "`{}` is not {} Render knows (expected {}){hint}",
                         shorten(v),
+                        article(label),
                         one_of(values)
                     ),
                 );
@@ -996,10 +997,7 @@ impl Structure<'_> {
     }
 
     fn env_var(&mut self, node: &Node) {
-        let what = match node.get("key").and_then(Node::as_str) {
-            Some(k) => format!("environment variable `{}`", shorten(k)),
-            None => "environment variable".to_owned(),
-        };
+        let what = env_var_label(node);
         let obj = if node.get("fromDatabase").is_some() {
             &ENV_FROM_DATABASE
         } else if node.get("fromService").is_some() {
@@ -1011,6 +1009,19 @@ impl Structure<'_> {
         };
         self.object(node, obj, &what, &[]);
     }
+}
+
+fn env_var_label(node: &Node) -> String {
+    match node.get("key").and_then(Node::as_str) {
+        Some(k) => format!("environment variable `{}`", shorten(k)),
+        None => "environment variable".to_owned(),
+    }
+}
+
+/// "a plan", "an environment group".
+pub(crate) fn article(label: &str) -> String {
+    let an = label.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']);
+    format!("{} {label}", if an { "an" } else { "a" })
 }
 
 /// "one of a, b or c", shortened for long lists such as the 50 database plans.

@@ -175,6 +175,27 @@ impl Node {
         }
     }
 
+    /// The node as JSON, as a YAML loader would see it (for JSON Schema validators and tools).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            Kind::Scalar(_, Scalar::Null) => Value::Null,
+            Kind::Scalar(_, Scalar::Bool(b)) => Value::Bool(*b),
+            Kind::Scalar(_, Scalar::Int(i)) => Value::from(*i),
+            Kind::Scalar(_, Scalar::Float(f)) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
+            Kind::Scalar(_, Scalar::Str(s)) => Value::String(s.clone()),
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// How many nodes this tree holds (itself included).
     fn size(&self) -> usize {
         match &self.kind {
@@ -229,6 +250,46 @@ pub fn too_large(len: usize) -> String {
     )
 }
 
+/// A scanner error in words a Blueprint author can act on.
+fn syntax_error(source: &str, e: &saphyr_parser::ScanError) -> YamlError {
+    let pos = Pos {
+        line: e.marker().line().max(1),
+        column: e.marker().col() + 1,
+    };
+    let info = e.info();
+    if info.contains("recursion limit") {
+        // The scanner bounds flow nesting itself; say it the way the builder does.
+        return YamlError {
+            pos,
+            message: too_deep(),
+        };
+    }
+    if info.contains("tab") {
+        // The scanner notices a tab only after the line before it; point at the tab itself.
+        let tab = source.lines().enumerate().find_map(|(i, line)| {
+            let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+            line[..indent].find('\t').map(|col| Pos {
+                line: i + 1,
+                column: col + 1,
+            })
+        });
+        return YamlError {
+            pos: tab.unwrap_or(pos),
+            message: "YAML syntax error: a tab in the indentation; YAML indents with spaces only"
+                .into(),
+        };
+    }
+    let hint = if info.contains("block") {
+        " (check the indentation of this line)"
+    } else {
+        ""
+    };
+    YamlError {
+        pos,
+        message: format!("YAML syntax error: {info}{hint}"),
+    }
+}
+
 fn too_deep() -> String {
     format!(
         "nesting deeper than {MAX_DEPTH} levels; a Blueprint needs far fewer, so the file was not read further"
@@ -249,18 +310,7 @@ impl Builder {
     fn run(mut self, source: &str) -> Result<Document, YamlError> {
         let mut parser = Parser::new_from_str(source);
         while let Some(event) = parser.next_event() {
-            let (event, span) = event.map_err(|e| YamlError {
-                pos: Pos {
-                    line: e.marker().line().max(1),
-                    column: e.marker().col() + 1,
-                },
-                // The scanner bounds flow nesting itself; say it the way the builder does.
-                message: if e.info().contains("recursion limit") {
-                    too_deep()
-                } else {
-                    format!("YAML syntax error: {}", e.info())
-                },
-            })?;
+            let (event, span) = event.map_err(|e| syntax_error(source, &e))?;
             let pos = Pos::of(&span);
             match event {
                 Event::DocumentStart(_) => {

@@ -35,7 +35,7 @@ pub fn run(cmd: Command) -> ExitCode {
             let findings = match blueprint::check_file(&path) {
                 Ok(findings) => findings,
                 Err(e) => {
-                    eprintln!("{}: error: {e}", path.display());
+                    eprintln!("render-deploy blueprint check: error: {e}");
                     return ExitCode::from(1);
                 }
             };
