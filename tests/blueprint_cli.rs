@@ -362,3 +362,30 @@ fn every_truncation_of_a_valid_blueprint_is_checked_without_a_panic() {
         }
     }
 }
+
+#[test]
+fn a_file_near_the_size_limit_with_thousands_of_resources_is_checked_completely() {
+    // Guards the rules against quadratic walks: every lookup between resources is by name.
+    let mut text = String::from("services:\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "  - type: worker\n    name: s{i}\n    runtime: go\n    envVars:\n      - key: DATABASE_URL\n        fromDatabase:\n          name: missing{i}\n          property: host\n      - fromGroup: g{i}\n"
+        ));
+    }
+    text.push_str("envVarGroups:\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "  - name: g{i}\n    envVars: [{{key: A, value: b}}]\n"
+        ));
+    }
+    assert!(text.len() < blueprint::yaml::MAX_BYTES);
+    let findings = blueprint::check_source(&text);
+    assert_eq!(findings.len(), 3000);
+    assert!(
+        findings[0]
+            .message
+            .contains("(the file declares no database)"),
+        "{:?}",
+        findings[0]
+    );
+}

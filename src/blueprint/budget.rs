@@ -6,6 +6,8 @@
 //! formula, `2 × CPUs + 1`, with the CPUs of the service's plan. Services that neither run
 //! render-deploy nor set `DB_POOL_MAX` are left out: their pool size is unknown.
 
+use std::collections::HashMap;
+
 use super::rules::{Resources, describe_service, name_of, runs_render_deploy, variables};
 use super::yaml::{Node, shorten};
 use super::{Finding, Severity};
@@ -79,65 +81,80 @@ pub fn auto_pool_cap(plan: Option<&str>) -> u64 {
 
 pub(crate) fn check(root: &Node, findings: &mut Vec<Finding>) {
     let resources = Resources::collect(root);
+    // What each service would hold during a deploy, filed under the databases it reads; built in
+    // one pass so that a file with thousands of services and databases stays linear.
+    let mut usage: HashMap<&str, Vec<(u64, String)>> = HashMap::new();
+    for service in &resources.services {
+        if !matches!(
+            service.get("type").and_then(Node::as_str),
+            Some("web" | "pserv" | "worker")
+        ) {
+            continue;
+        }
+        let vars = variables(service, &resources);
+        // Connections through PgBouncer (`connectionPoolString`) do not count against the server.
+        let mut databases: Vec<&str> = vars
+            .iter()
+            .filter_map(|v| v.get("fromDatabase"))
+            .filter(|d| d.get("property").and_then(Node::as_str) != Some("connectionPoolString"))
+            .filter_map(|d| d.get("name").and_then(Node::as_str))
+            .collect();
+        databases.sort_unstable();
+        databases.dedup();
+        if databases.is_empty() {
+            continue;
+        }
+        let pool_max = vars
+            .iter()
+            .filter(|v| v.get("key").and_then(Node::as_str) == Some("DB_POOL_MAX"))
+            .find_map(|v| v.get("value"))
+            .and_then(|v| {
+                v.as_int()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            })
+            .and_then(|n: i64| u64::try_from(n).ok());
+        let pool = match pool_max {
+            Some(n) => n,
+            None if runs_render_deploy(service) => {
+                auto_pool_cap(service.get("plan").and_then(Node::as_str))
+            }
+            None => continue,
+        };
+        let instances = service
+            .get("scaling")
+            .and_then(|s| s.get("maxInstances"))
+            .or_else(|| service.get("numInstances"))
+            .and_then(Node::as_int)
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(1);
+        let during_deploy = instances.saturating_mul(pool).saturating_mul(2);
+        let part = format!(
+            "{}: {instances} × {pool} × 2 = {during_deploy}",
+            describe_service(service)
+        );
+        for db in databases {
+            usage
+                .entry(db)
+                .or_default()
+                .push((during_deploy, part.clone()));
+        }
+    }
     for db in &resources.databases {
         let Some(db_name) = name_of(db) else {
+            continue;
+        };
+        let Some(services) = usage.get(db_name) else {
             continue;
         };
         let plan = db.get("plan").and_then(Node::as_str);
         let limit = connection_limit(plan);
         // Read replicas are separate servers with their own limit; only the primary is budgeted.
         let usable = limit.saturating_sub(RESERVED_CONNECTIONS);
-        let mut total: u64 = 0;
-        let mut parts = Vec::new();
-        for service in &resources.services {
-            if !matches!(
-                service.get("type").and_then(Node::as_str),
-                Some("web" | "pserv" | "worker")
-            ) {
-                continue;
-            }
-            let vars = variables(service, &resources);
-            // Connections through PgBouncer (`connectionPoolString`) do not count against the server.
-            let connects = vars.iter().any(|v| {
-                v.get("fromDatabase").is_some_and(|d| {
-                    d.get("name").and_then(Node::as_str) == Some(db_name)
-                        && d.get("property").and_then(Node::as_str) != Some("connectionPoolString")
-                })
-            });
-            if !connects {
-                continue;
-            }
-            let pool_max = vars
-                .iter()
-                .filter(|v| v.get("key").and_then(Node::as_str) == Some("DB_POOL_MAX"))
-                .find_map(|v| v.get("value"))
-                .and_then(|v| {
-                    v.as_int()
-                        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-                })
-                .and_then(|n: i64| u64::try_from(n).ok());
-            let pool = match pool_max {
-                Some(n) => n,
-                None if runs_render_deploy(service) => {
-                    auto_pool_cap(service.get("plan").and_then(Node::as_str))
-                }
-                None => continue,
-            };
-            let instances = service
-                .get("scaling")
-                .and_then(|s| s.get("maxInstances"))
-                .or_else(|| service.get("numInstances"))
-                .and_then(Node::as_int)
-                .and_then(|n| u64::try_from(n).ok())
-                .unwrap_or(1);
-            let during_deploy = instances.saturating_mul(pool).saturating_mul(2);
-            total = total.saturating_add(during_deploy);
-            parts.push(format!(
-                "{}: {instances} × {pool} × 2 = {during_deploy}",
-                describe_service(service)
-            ));
-        }
+        let total = services
+            .iter()
+            .fold(0u64, |sum, (n, _)| sum.saturating_add(*n));
         if total > usable {
+            let parts: Vec<&str> = services.iter().map(|(_, p)| p.as_str()).collect();
             let at = db.get("plan").map_or(db.pos, |p| p.pos);
             let plan_text = plan.map_or("the default plan".to_owned(), |p| format!("plan `{p}`"));
             findings.push(Finding {

@@ -1,7 +1,7 @@
 //! The rules that need the whole Blueprint: references between resources, unique names, health
 //! checks, and the variables a service running render-deploy must receive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::spec::{article, suggest};
 use super::yaml::{Kind, Node, Pos, Scalar, shorten};
@@ -21,6 +21,8 @@ pub(crate) struct Resources<'a> {
     pub services: Vec<&'a Node>,
     pub databases: Vec<&'a Node>,
     pub groups: Vec<&'a Node>,
+    /// Groups by name (the first of a name), so that lookups stay linear on a huge file.
+    by_name: HashMap<&'a str, &'a Node>,
 }
 
 impl<'a> Resources<'a> {
@@ -35,6 +37,11 @@ impl<'a> Resources<'a> {
             out.services.extend(items(scope.get("services")));
             out.databases.extend(items(scope.get("databases")));
             out.groups.extend(items(scope.get("envVarGroups")));
+        }
+        for group in &out.groups {
+            if let Some(name) = name_of(group) {
+                out.by_name.entry(name).or_insert(group);
+            }
         }
         out
     }
@@ -146,19 +153,21 @@ pub(crate) fn check(root: &Node, findings: &mut Vec<Finding>) {
         databases.extend(items(db.get("readReplicas")).filter_map(name_of));
     }
     let groups: Vec<&str> = resources.groups.iter().filter_map(|g| name_of(g)).collect();
+    let database_set: HashSet<&str> = databases.iter().copied().collect();
+    let group_set: HashSet<&str> = groups.iter().copied().collect();
 
     for service in &resources.services {
         let what = describe_service(service);
         for var in items(service.get("envVars")) {
             if let Some(name) = var.get("fromDatabase").and_then(|d| d.get("name"))
                 && let Some(text) = name.as_str()
-                && !databases.contains(&text)
+                && !database_set.contains(text)
             {
                 error(name.pos, unknown_reference("database", text, &databases));
             }
             if let Some(group) = var.get("fromGroup")
                 && let Some(text) = group.as_str()
-                && !groups.contains(&text)
+                && !group_set.contains(text)
             {
                 error(
                     group.pos,
@@ -282,11 +291,15 @@ fn unknown_reference(label: &str, name: &str, declared: &[&str]) -> String {
     let known = if declared.is_empty() {
         format!("the file declares no {label}")
     } else {
+        // A few names help; thousands would bury the message.
+        const SHOWN: usize = 10;
         let list: Vec<String> = declared
             .iter()
+            .take(SHOWN)
             .map(|d| format!("`{}`", shorten(d)))
             .collect();
-        format!("declared: {}", list.join(", "))
+        let more = if declared.len() > SHOWN { ", …" } else { "" };
+        format!("declared: {}{more}", list.join(", "))
     };
     let hint = suggest(name, declared)
         .map(|s| format!("; did you mean `{s}`?"))

@@ -1038,6 +1038,12 @@ fn one_of(values: &[&str]) -> String {
 
 /// The closest known name, when one is close enough to be a typo.
 pub(crate) fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Real Blueprints name a few dozen resources; past a few hundred, comparing every misspelt
+    // reference with every name would make a huge generated file slow to check.
+    const MAX_CANDIDATES: usize = 256;
+    if candidates.len() > MAX_CANDIDATES || word.len() > 200 {
+        return None;
+    }
     let lower = word.to_lowercase();
     candidates
         .iter()

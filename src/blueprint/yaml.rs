@@ -15,8 +15,9 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 pub const MAX_BYTES: usize = 1024 * 1024;
 /// Deepest nesting accepted. A Blueprint needs about 8 levels; the bound keeps recursive walks safe.
 pub const MAX_DEPTH: usize = 64;
-/// Most nodes the document may hold once aliases are expanded ("billion laughs" protection).
-pub const MAX_NODES: usize = 100_000;
+/// Most values that aliases may copy in all ("billion laughs" protection). Values written out are
+/// already bounded by [`MAX_BYTES`]; only aliases can multiply them.
+pub const MAX_ALIAS_NODES: usize = 100_000;
 
 /// A position in the file, both 1-based, columns counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -300,7 +301,7 @@ fn too_deep() -> String {
 struct Builder {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
-    nodes: usize,
+    alias_nodes: usize,
     root: Option<Node>,
     documents: usize,
     problems: Vec<YamlError>,
@@ -337,7 +338,6 @@ impl Builder {
                         pos,
                         kind: Kind::Scalar(text.into_owned(), value),
                     };
-                    self.count(1, pos)?;
                     self.finish(node, anchor)?;
                 }
                 Event::Alias(id) => {
@@ -391,7 +391,6 @@ impl Builder {
                         ),
                         None => continue,
                     };
-                    self.count(1, pos)?;
                     self.finish(node, anchor)?;
                 }
                 Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
@@ -418,12 +417,12 @@ impl Builder {
     }
 
     fn count(&mut self, n: usize, pos: Pos) -> Result<(), YamlError> {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
+        self.alias_nodes = self.alias_nodes.saturating_add(n);
+        if self.alias_nodes > MAX_ALIAS_NODES {
             return Err(YamlError {
                 pos,
                 message: format!(
-                    "the document holds more than {MAX_NODES} values once its aliases are expanded; refusing to expand it further"
+                    "aliases expand to more than {MAX_ALIAS_NODES} values; refusing to expand them further"
                 ),
             });
         }
@@ -508,8 +507,10 @@ fn merge_keys(entries: Vec<Entry>) -> Vec<Entry> {
             }
         }
     }
+    let mut present: std::collections::HashSet<String> =
+        out.iter().map(|e| e.key.clone()).collect();
     for entry in merged {
-        if !out.iter().any(|e| e.key == entry.key) {
+        if present.insert(entry.key.clone()) {
             out.push(entry);
         }
     }
