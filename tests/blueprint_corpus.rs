@@ -172,3 +172,101 @@ fn every_corpus_blueprint_that_renders_schema_rejects_is_rejected_by_check() {
         "the schema rejects only {rejected_by_schema} files"
     );
 }
+
+/// Every way of breaking one spot of a document: an unknown key in each mapping, each key removed,
+/// each scalar replaced by values that sit on and beyond the specification's limits.
+fn mutations(value: &serde_json::Value) -> Vec<serde_json::Value> {
+    use serde_json::{Value, json};
+    let replacements = [
+        json!(-1),
+        json!(0),
+        json!(1),
+        json!(91),
+        json!(301),
+        json!("bogus"),
+        json!(true),
+        Value::Null,
+        json!([]),
+        json!({}),
+    ];
+    let mut out = Vec::new();
+    match value {
+        Value::Object(map) => {
+            let mut with_unknown = map.clone();
+            with_unknown.insert("zzUnknownField".into(), json!(1));
+            out.push(Value::Object(with_unknown));
+            for (key, child) in map {
+                let mut without = map.clone();
+                without.remove(key);
+                out.push(Value::Object(without));
+                for mutated in mutations(child) {
+                    let mut copy = map.clone();
+                    copy.insert(key.clone(), mutated);
+                    out.push(Value::Object(copy));
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                for mutated in mutations(child) {
+                    let mut copy = items.clone();
+                    copy[i] = mutated;
+                    out.push(Value::Array(copy));
+                }
+            }
+        }
+        _ => out.extend(replacements.iter().filter(|r| *r != value).cloned()),
+    }
+    out
+}
+
+#[test]
+fn every_mutation_of_a_valid_blueprint_that_the_schema_rejects_is_rejected_by_check() {
+    let Some(schema) = schema() else {
+        return;
+    };
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let mut tried = 0;
+    let mut misses = Vec::new();
+    for file in corpus() {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !name.starts_with("valid-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let json = blueprint::yaml::parse(&text)
+            .expect("valid YAML")
+            .root
+            .to_json();
+        for mutated in mutations(&json) {
+            if validator.is_valid(&mutated) {
+                continue;
+            }
+            tried += 1;
+            // JSON is YAML: the mutated document goes through the same reader as any file.
+            let yaml = serde_json::to_string_pretty(&mutated).expect("serialisable");
+            if !blueprint::has_errors(&blueprint::check_source(&yaml)) {
+                let reason = validator
+                    .iter_errors(&mutated)
+                    .next()
+                    .map(|e| format!("{} at {}", e, e.instance_path()))
+                    .unwrap_or_default();
+                misses.push(format!("{name}: {reason}"));
+            }
+        }
+    }
+    println!("{tried} mutations rejected by the schema, all rejected by check");
+    assert!(tried > 1000, "only {tried} rejected mutations");
+    misses.sort();
+    misses.dedup();
+    assert!(
+        misses.is_empty(),
+        "{} misses:\n{}",
+        misses.len(),
+        misses.join("\n")
+    );
+}

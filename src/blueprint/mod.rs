@@ -87,6 +87,18 @@ pub enum ReadError {
 }
 
 /// Checks a Blueprint's text; the findings come sorted by position.
+///
+/// ```
+/// use render_deploy::blueprint::{Severity, check_source};
+///
+/// let findings = check_source(
+///     "services:\n  - type: worker\n    name: jobs\n    env: python\n",
+/// );
+/// assert_eq!(findings.len(), 1);
+/// assert_eq!((findings[0].pos.line, findings[0].pos.column), (4, 5));
+/// assert_eq!(findings[0].severity, Severity::Error);
+/// assert!(findings[0].message.contains("use `runtime: python`"));
+/// ```
 pub fn check_source(source: &str) -> Vec<Finding> {
     let mut findings = Vec::new();
     match yaml::parse(source) {
