@@ -1,1 +1,0 @@
-//! Blueprints: checking and writing Render's `render.yaml`.
