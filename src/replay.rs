@@ -294,6 +294,54 @@ fn window(tolerance: Duration) -> i64 {
         .saturating_mul(2)
 }
 
+/// A [`PostgresReplayStore`] created on first use, so that a service can start (and answer
+/// `/health` with 503) while its database is still away; creation is retried on the next
+/// delivery until it succeeds.
+pub struct LazyPostgresReplayStore {
+    pool: deadpool_postgres::Pool,
+    tolerance: Duration,
+    store: tokio::sync::OnceCell<PostgresReplayStore>,
+}
+
+impl std::fmt::Debug for LazyPostgresReplayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyPostgresReplayStore")
+            .field("ready", &self.store.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyPostgresReplayStore {
+    /// A store over `pool` whose table is created by the first delivery.
+    pub fn new(pool: deadpool_postgres::Pool, tolerance: Duration) -> Self {
+        Self {
+            pool,
+            tolerance,
+            store: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn store(&self) -> Result<&PostgresReplayStore, ReplayError> {
+        self.store
+            .get_or_try_init(|| PostgresReplayStore::new(self.pool.clone(), self.tolerance))
+            .await
+    }
+}
+
+impl ReplayStore for LazyPostgresReplayStore {
+    fn check_and_insert<'a>(
+        &'a self,
+        id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, ReplayError>> {
+        Box::pin(async move { self.store().await?.check_and_insert(id, now).await })
+    }
+
+    fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ReplayError>> {
+        Box::pin(async move { self.store().await?.release(id).await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,53 +395,5 @@ mod tests {
             store.release("same").await.unwrap();
         }
         assert!(store.lock().order.len() <= 32);
-    }
-}
-
-/// A [`PostgresReplayStore`] created on first use, so that a service can start (and answer
-/// `/health` with 503) while its database is still away; creation is retried on the next
-/// delivery until it succeeds.
-pub struct LazyPostgresReplayStore {
-    pool: deadpool_postgres::Pool,
-    tolerance: Duration,
-    store: tokio::sync::OnceCell<PostgresReplayStore>,
-}
-
-impl std::fmt::Debug for LazyPostgresReplayStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LazyPostgresReplayStore")
-            .field("ready", &self.store.initialized())
-            .finish_non_exhaustive()
-    }
-}
-
-impl LazyPostgresReplayStore {
-    /// A store over `pool` whose table is created by the first delivery.
-    pub fn new(pool: deadpool_postgres::Pool, tolerance: Duration) -> Self {
-        Self {
-            pool,
-            tolerance,
-            store: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    async fn store(&self) -> Result<&PostgresReplayStore, ReplayError> {
-        self.store
-            .get_or_try_init(|| PostgresReplayStore::new(self.pool.clone(), self.tolerance))
-            .await
-    }
-}
-
-impl ReplayStore for LazyPostgresReplayStore {
-    fn check_and_insert<'a>(
-        &'a self,
-        id: &'a str,
-        now: i64,
-    ) -> BoxFuture<'a, Result<bool, ReplayError>> {
-        Box::pin(async move { self.store().await?.check_and_insert(id, now).await })
-    }
-
-    fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ReplayError>> {
-        Box::pin(async move { self.store().await?.release(id).await })
     }
 }

@@ -67,12 +67,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Printed by a command whose issue has not landed yet.
-fn not_yet_available(command: &str) -> ExitCode {
-    eprintln!("render-deploy {command}: not yet available");
-    ExitCode::from(1)
-}
-
 /// A payload argument: a file, or `-` / nothing for stdin.
 fn read_payload(path: Option<&PathBuf>) -> std::io::Result<Vec<u8>> {
     use std::io::Read;

@@ -28,7 +28,7 @@ pub fn dev() -> ExitCode {
                      (removed on exit)",
                     pg.port()
                 );
-                env.set("DATABASE_URL", &pg.url("postgres"));
+                env.set("DATABASE_URL", pg.url("postgres"));
                 Some(pg)
             }
             Err(e) => {
