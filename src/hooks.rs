@@ -247,7 +247,7 @@ async fn deliver(State(state): State<Arc<HookState>>, headers: HeaderMap, body: 
 
     let now = (state.clock)();
     let verified = signature::verify(&secret, &headers, &body, now, state.settings.tolerance)
-        .and_then(|v| match v.id.clone() {
+        .and_then(|v| match v.id.map(str::to_owned) {
             Some(id) => Ok((v, id)),
             // GitHub's delivery id is optional for offline `verify`, required here: without it
             // a replay could not be recognised.
