@@ -22,6 +22,8 @@
 //! - An empty list (empty header, or only spaces) is malformed; so is an entry without a comma.
 //! - At most [`MAX_SIGNATURES`] entries are looked at: more make the header malformed, so a
 //!   header with 10 000 signatures costs one HMAC and no more than a header scan.
+//! - GitHub's `sha256=` digest must be 64 lowercase hexadecimal digits, as GitHub sends it;
+//!   `A–F` would be a second spelling of the same signature.
 //! - A header given twice (two `webhook-signature` lines) is malformed rather than guessed at.
 //! - The delivery id is at most [`MAX_ID_LEN`] bytes of visible ASCII: it is stored by the replay
 //!   store, and must fit in one header line when `sign` prints it.
@@ -369,12 +371,17 @@ pub fn verify_github<'h>(
     let hex_part = value
         .strip_prefix(b"sha256=")
         .ok_or(malformed(GITHUB_SIGNATURE, "does not start with sha256="))?;
-    if hex_part.len() != 64 {
-        return Err(malformed(GITHUB_SIGNATURE, "is not 64 hexadecimal digits"));
+    // Lowercase only, as GitHub sends it: `hex` would also take `A–F`, a second spelling.
+    let lowercase_hex = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    if hex_part.len() != 64 || !hex_part.iter().all(lowercase_hex) {
+        return Err(malformed(
+            GITHUB_SIGNATURE,
+            "is not 64 lowercase hexadecimal digits",
+        ));
     }
     let mut expected = [0u8; 32];
     hex::decode_to_slice(hex_part, &mut expected)
-        .map_err(|_| malformed(GITHUB_SIGNATURE, "is not 64 hexadecimal digits"))?;
+        .map_err(|_| malformed(GITHUB_SIGNATURE, "is not 64 lowercase hexadecimal digits"))?;
     let id = match optional_single_value(headers.get_all(&GITHUB_DELIVERY_NAME), GITHUB_DELIVERY)? {
         Some(id) => Some(parse_id(id, GITHUB_DELIVERY)?),
         None => None,

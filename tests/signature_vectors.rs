@@ -259,6 +259,9 @@ fn githubs_documented_example_verifies_and_its_negatives_fail() {
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e1",
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e1z",
         "sha256=",
+        // The same digest in uppercase: a second spelling, refused like the others.
+        "sha256=757107EA0EB2509FC211221CCE984B8A37570B6D7586C22C46F4379C8B043E17",
+        "SHA256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
     ] {
         let h = headers(&[("x-hub-signature-256", bad)]);
         assert!(
