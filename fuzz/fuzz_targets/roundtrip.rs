@@ -58,7 +58,8 @@ fuzz_target!(|input: Input<'_>| {
 
     if !input.body.is_empty() {
         let mut changed = input.body.to_vec();
-        changed[usize::from(input.flip_at) % changed.len()] ^= 1 << (input.flip_bit % 8);
+        let at = usize::from(input.flip_at) % changed.len();
+        changed[at] ^= 1 << (input.flip_bit % 8);
         for headers in [&standard, &github] {
             assert_eq!(
                 signature::verify(&secret, headers, &changed, ts, tolerance),
