@@ -24,7 +24,8 @@ fn main() {
     }
     let pg = LocalPostgres::start().expect("throwaway PostgreSQL (initdb, pg_ctl)");
     let url = pg.url("postgres");
-    let bin = std::env::var("RENDER_DEPLOY_BIN").unwrap_or_else(|_| "target/release/render-deploy".into());
+    let bin = std::env::var("RENDER_DEPLOY_BIN")
+        .unwrap_or_else(|_| "target/release/render-deploy".into());
 
     let mut healthy = Vec::new();
     let mut rss = Vec::new();
@@ -40,7 +41,10 @@ fn main() {
             .spawn()
             .expect("start render-deploy");
         while status(port, "/health") != Some(200) {
-            assert!(started.elapsed() < Duration::from_secs(10), "not healthy after 10 s");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "not healthy after 10 s"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         healthy.push(started.elapsed());
@@ -68,7 +72,10 @@ fn main() {
         .unwrap();
     let started = Instant::now();
     while status(port, "/health") != Some(200) {
-        assert!(started.elapsed() < Duration::from_secs(10), "bench server not healthy");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "bench server not healthy"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let pooled = wrk(port, "/");
@@ -78,17 +85,31 @@ fn main() {
 
     println!("| measure | runs | median | worst | goal |");
     println!("|---|---|---|---|---|");
-    println!("| start to first healthy `/health` | {RUNS} | {} | {} | < 100 ms |", ms(median(&healthy)), ms(max(&healthy)));
+    println!(
+        "| start to first healthy `/health` | {RUNS} | {} | {} | < 100 ms |",
+        ms(median(&healthy)),
+        ms(max(&healthy))
+    );
     let rss_mib: Vec<f64> = rss.iter().map(|k| *k as f64 / 1024.0).collect();
-    println!("| idle resident memory (1 s after healthy) | {RUNS} | {:.1} MiB | {:.1} MiB | < 20 MiB |", median_f(&rss_mib), rss_mib.iter().cloned().fold(0.0, f64::max));
-    println!("| SIGTERM to exit, nothing in flight | {RUNS} | {} | {} | < 50 ms |", ms(median(&exit)), ms(max(&exit)));
+    println!(
+        "| idle resident memory (1 s after healthy) | {RUNS} | {:.1} MiB | {:.1} MiB | < 20 MiB |",
+        median_f(&rss_mib),
+        rss_mib.iter().cloned().fold(0.0, f64::max)
+    );
+    println!(
+        "| SIGTERM to exit, nothing in flight | {RUNS} | {} | {} | < 50 ms |",
+        ms(median(&exit)),
+        ms(max(&exit))
+    );
     match (pooled, unpooled) {
         (Some(p), Some(u)) => {
             println!("| `GET /` (one pooled query), wrk -t2 -c32 -d5s | 1 | {p:.0} req/s | | |");
             println!("| same handler, new connection per request | 1 | {u:.0} req/s | | |");
             println!("| pooled ÷ unpooled | | {:.1}× | | |", p / u);
         }
-        _ => println!("| requests per second | | skipped: wrk not found (apt-get install wrk) | | |"),
+        _ => {
+            println!("| requests per second | | skipped: wrk not found (apt-get install wrk) | | |")
+        }
     }
 }
 
@@ -101,7 +122,10 @@ fn service_env(url: &str, port: u16) -> Vec<(String, String)> {
         ("OPENAI_API_KEY", "sk-benchmark0123456789abcdef"),
         ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdef"),
         ("TWILIO_AUTH_TOKEN", "0123456789abcdef0123456789abcdef"),
-        ("RENDER_DEPLOY_HOOK_SECRET", "benchmark-secret-of-at-least-32-bytes!"),
+        (
+            "RENDER_DEPLOY_HOOK_SECRET",
+            "benchmark-secret-of-at-least-32-bytes!",
+        ),
         ("RUST_LOG", "warn"),
     ]
     .into_iter()
@@ -140,11 +164,18 @@ fn serve() {
 
 fn wrk(port: u16, path: &str) -> Option<f64> {
     let out = Command::new("wrk")
-        .args(["-t2", "-c32", "-d5s", &format!("http://127.0.0.1:{port}{path}")])
+        .args([
+            "-t2",
+            "-c32",
+            "-d5s",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let errors = text.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
     if let Some(line) = errors {
         eprintln!("wrk {path}: {}", line.trim());
     }
@@ -156,7 +187,11 @@ fn wrk(port: u16, path: &str) -> Option<f64> {
 
 fn status(port: u16, path: &str) -> Option<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = [0u8; 12];
     s.read_exact(&mut buf).ok()?;
     std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
@@ -175,7 +210,11 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn median(v: &[Duration]) -> Duration {
