@@ -71,3 +71,16 @@ pub fn install_panic_hook() {
         );
     }));
 }
+
+/// An error and its causes on one line, `outer: cause: root cause`, for a log field or a
+/// command's message (callers redact what their errors may hold before this sees them).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
