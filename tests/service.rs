@@ -329,3 +329,32 @@ fn dev_runs_on_a_throwaway_database_and_removes_it_after_ctrl_c() {
         "the throwaway PostgreSQL still listens"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_upload_cannot_hold_shutdown_past_shutdown_timeout() {
+    let (_pg, url) = database().await;
+    let mut app = serve(&url, &[("SHUTDOWN_TIMEOUT", "1")]);
+    let mut stalled = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    stalled
+        .write_all(
+            b"POST /hooks/deploy HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"type\":",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    app.signal(Signal::SIGTERM);
+    let (status, took) = app.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {}", app.output());
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut off before the deadline: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?} with SHUTDOWN_TIMEOUT=1"
+    );
+    assert!(
+        app.output().contains("shutdown timeout reached"),
+        "{}",
+        app.output()
+    );
+}
