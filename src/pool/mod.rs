@@ -393,6 +393,11 @@ struct Inner {
     sized: AtomicBool,
     sizing: Mutex<SizingState>,
     auth: Mutex<Option<AuthBlock>>,
+    /// Whether `auth` holds a block: checkouts read this instead of taking the lock.
+    auth_blocked: AtomicBool,
+    /// deadpool's timeouts for a checkout: no wait timeout of its own (the overall deadline
+    /// covers the wait, and a second timer per waiting checkout costs on the hot path).
+    checkout_timeouts: deadpool_postgres::Timeouts,
     maintenance: AtomicBool,
 }
 
@@ -472,6 +477,12 @@ impl PoolManager {
                 sized: AtomicBool::new(fixed),
                 sizing: Mutex::new(SizingState::Unknown),
                 auth: Mutex::new(None),
+                auth_blocked: AtomicBool::new(false),
+                checkout_timeouts: deadpool_postgres::Timeouts {
+                    wait: None,
+                    create: Some(settings.connect_timeout),
+                    recycle: Some(settings.check_timeout()),
+                },
                 maintenance: AtomicBool::new(false),
             }),
         })
@@ -599,7 +610,11 @@ impl PoolManager {
         let shared = &self.inner.shared;
         let wait = shared.settings.wait_timeout;
         let started = Instant::now();
-        let result = tokio::time::timeout(wait, self.inner.pool.get()).await;
+        let result = tokio::time::timeout(
+            wait,
+            self.inner.pool.timeout_get(&self.inner.checkout_timeouts),
+        )
+        .await;
         let error = match result {
             Ok(Ok(object)) => {
                 self.clear_auth_block();
@@ -663,6 +678,9 @@ impl PoolManager {
     }
 
     fn auth_blocked(&self) -> Option<PoolError> {
+        if !self.inner.auth_blocked.load(Ordering::Acquire) {
+            return None;
+        }
         let block = lock(&self.inner.auth);
         block
             .as_ref()
@@ -681,6 +699,7 @@ impl PoolManager {
             retry_in = ?backoff,
             "the database refused the credentials; not trying again before the back-off"
         );
+        self.inner.auth_blocked.store(true, Ordering::Release);
         *block = Some(AuthBlock {
             until: Instant::now() + backoff,
             backoff,
@@ -689,10 +708,12 @@ impl PoolManager {
     }
 
     fn clear_auth_block(&self) {
-        let mut block = lock(&self.inner.auth);
-        if block.is_some() {
-            *block = None;
+        if !self.inner.auth_blocked.load(Ordering::Acquire) {
+            return;
         }
+        let mut block = lock(&self.inner.auth);
+        *block = None;
+        self.inner.auth_blocked.store(false, Ordering::Release);
     }
 
     /// Reads the server's figures on `conn` and resizes (once; later calls return the result).
