@@ -39,7 +39,10 @@
 //! reach; note that tokio-postgres' `query`/`execute` with SQL text prepare a *named* statement in
 //! one round trip and use it in the next, which PgBouncer before 1.21 (or without
 //! `max_prepared_statements`) may route to another server. Use `query_typed` (one round trip,
-//! unnamed statement) or `simple_query` through PgBouncer.
+//! unnamed statement) or `simple_query` through PgBouncer. The driver also looks up types that
+//! are not built in (enums, domains, ...) with a named statement it prepares once per connection
+//! and keeps, which a later transaction may not find on its server; it offers no way to drop
+//! that statement, so cast such values to text through PgBouncer (`tests/pool_pgbouncer.rs`).
 
 mod sizing;
 mod tls;
