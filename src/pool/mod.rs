@@ -886,7 +886,7 @@ fn driver_config(url: &DatabaseUrl, settings: &PoolSettings) -> tokio_postgres::
 
 /// Sorts a driver error into what a caller can act on; the text is redacted.
 fn classify(url: &DatabaseUrl, e: &tokio_postgres::Error) -> PoolError {
-    let reason = url.redact_text(&chain(e));
+    let reason = url.redact_text(&crate::telemetry::error_chain(e));
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         if code == &SqlState::INVALID_PASSWORD
@@ -910,21 +910,6 @@ fn classify(url: &DatabaseUrl, e: &tokio_postgres::Error) -> PoolError {
         return PoolError::Authentication { reason };
     }
     PoolError::Unavailable { reason }
-}
-
-/// The error and its causes on one line (the driver's Display omits some causes).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn is_tls_error(e: &tokio_postgres::Error) -> bool {
