@@ -41,3 +41,8 @@ pub mod telemetry;
 pub use config::{Config, DeploymentConfig, configure_render_deployment};
 pub use pool::PoolManager;
 pub use server::Deployment;
+
+/// The README's Rust examples, compiled by `cargo test --doc` so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -30,7 +30,8 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
@@ -70,4 +71,21 @@ pub fn install_panic_hook() {
             "panic (message withheld: it may contain secrets)"
         );
     }));
+}
+
+/// An error and its causes on one line, `outer: cause: root cause`, for a log field or a
+/// command's message (callers redact what their errors may hold before this sees them). A cause
+/// whose text the line already holds is left out: some drivers repeat their cause in `Display`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -21,6 +21,18 @@ fn settings(max: usize) -> PoolSettings {
     }
 }
 
+/// Every form an error is shown in (a log line, `{:?}`, a panic message) leaves `password` out.
+fn assert_hides(err: &PoolError, password: &str) {
+    for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+        assert!(!shown.contains(password), "the password shows in {shown}");
+    }
+}
+
+fn password(pg: &LocalPostgres) -> &str {
+    use secrecy::ExposeSecret;
+    pg.password().expose_secret()
+}
+
 async fn backend_pid(conn: &tokio_postgres::Client) -> i32 {
     conn.query_typed_one("SELECT pg_backend_pid()", &[])
         .await
@@ -92,6 +104,7 @@ async fn auto_sizing_follows_the_servers_max_connections_and_refuses_a_budget_be
         "{err}"
     );
     assert!(err.to_string().contains("max_connections 40"), "{err}");
+    assert_hides(&err, password(&pg));
     let err = PoolManager::new(&url, &crowded)
         .unwrap()
         .warm_up()
@@ -174,6 +187,7 @@ async fn a_stopped_database_fails_checkouts_within_the_timeout_and_recovers_on_i
         assert!(started.elapsed() < s.wait_timeout + Duration::from_secs(1));
         assert!(matches!(err, PoolError::Unavailable { .. }), "{err}");
         assert!(err.is_transient());
+        assert_hides(&err, password(&pg));
     }
 
     pg.restart().unwrap();
@@ -287,6 +301,7 @@ async fn one_more_holder_than_the_pool_size_waits_then_gets_the_timeout_error() 
     assert!(started.elapsed() >= s.wait_timeout, "it waited");
     assert!(matches!(err, PoolError::Timeout { size: 2, .. }), "{err:?}");
     assert!(err.to_string().contains("all 2 connections"), "{err}");
+    assert_hides(&err, password(&pg));
     assert_eq!(pool.status().timeouts, 1);
 
     // A waiter is served as soon as a holder lets go: nothing deadlocks.
@@ -300,7 +315,9 @@ async fn one_more_holder_than_the_pool_size_waits_then_gets_the_timeout_error() 
     assert_eq!(pool.status().in_use, 0);
 
     pool.close();
-    assert_eq!(pool.get_connection().await.unwrap_err(), PoolError::Closed);
+    let err = pool.get_connection().await.unwrap_err();
+    assert_eq!(err, PoolError::Closed);
+    assert_hides(&err, password(&pg));
 }
 
 /// A TCP proxy whose connections can be frozen: bytes stop flowing but the sockets stay open,
@@ -420,9 +437,8 @@ async fn a_wrong_password_is_an_authentication_error_that_does_not_show_it_and_i
     let err = pool.warm_up().await.unwrap_err();
     assert!(matches!(err, PoolError::Authentication { .. }), "{err:?}");
     assert!(!err.is_transient());
-    let text = format!("{err} {err:?}");
-    assert!(!text.contains(CANARY), "{text}");
-    assert!(text.contains("password"), "said plainly: {text}");
+    assert_hides(&err, CANARY);
+    assert!(err.to_string().contains("password"), "said plainly: {err}");
 
     // Within the back-off the pool answers from memory instead of knocking again.
     let errors = pool.status().errors;
@@ -431,7 +447,28 @@ async fn a_wrong_password_is_an_authentication_error_that_does_not_show_it_and_i
 
     let err = PoolManager::inspect(&url, &settings(1)).await.unwrap_err();
     assert!(matches!(err, PoolError::Authentication { .. }), "{err:?}");
-    assert!(!err.to_string().contains(CANARY));
+    assert_hides(&err, CANARY);
+
+    // The right password for a database that does not exist: a configuration error.
+    let url = format!(
+        "postgres://postgres:{}@127.0.0.1:{}/no_such_db?sslmode=disable",
+        password(&pg),
+        pg.port()
+    );
+    let url = DatabaseUrl::parse(&url).unwrap();
+    let err = PoolManager::new(&url, &settings(1))
+        .unwrap()
+        .get_connection()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PoolError::Configuration(PoolConfigError::UnknownDatabase(_))
+        ),
+        "{err:?}"
+    );
+    assert_hides(&err, password(&pg));
 }
 
 #[tokio::test]
@@ -459,7 +496,14 @@ async fn an_unreachable_server_is_reported_unavailable_by_inspect() {
         .local_addr()
         .unwrap()
         .port();
-    let url = DatabaseUrl::parse(&format!("postgres://u:pw@127.0.0.1:{port}/db")).unwrap();
+    const CANARY: &str = "Unreachable-Canary-Pw-17";
+    let url = DatabaseUrl::parse(&format!("postgres://u:{CANARY}@127.0.0.1:{port}/db")).unwrap();
     let err = PoolManager::inspect(&url, &settings(1)).await.unwrap_err();
     assert!(matches!(err, PoolError::Unavailable { .. }), "{err:?}");
+    assert_hides(&err, CANARY);
+    // The same through the pool.
+    let pool = PoolManager::new(&url, &settings(1)).unwrap();
+    let err = pool.get_connection().await.unwrap_err();
+    assert!(matches!(err, PoolError::Unavailable { .. }), "{err:?}");
+    assert_hides(&err, CANARY);
 }

@@ -168,3 +168,95 @@ async fn many_clients_share_few_server_connections_through_pgbouncer_in_transact
         "{servers} server connections"
     );
 }
+
+/// PgBouncer's version, e.g. `(1, 18)`, from `pgbouncer --version`.
+fn pgbouncer_version() -> (u32, u32) {
+    let out = Command::new(pgbouncer_binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let version = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("a version in {text:?}"));
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// What the README tells PgBouncer users: tokio-postgres looks non-built-in types (enums,
+/// domains, ...) up with a named statement it prepares once per connection and keeps, which a
+/// later transaction may not find on the server PgBouncer gives it; a cast to text needs no
+/// look-up. The pool cannot reset that statement (tokio-postgres has no API for it), so this
+/// pins the limitation down: it fails here if a PgBouncer or driver update lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_pgbouncer_a_custom_type_breaks_after_a_server_switch_but_its_text_cast_does_not() {
+    let pg = LocalPostgres::start().unwrap();
+    let direct = pg.create_database().await.unwrap();
+    let setup = DatabaseUrl::parse(&direct).unwrap();
+    let (admin, connection) = setup
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let admin_task = tokio::spawn(connection);
+    admin
+        .batch_execute("CREATE TYPE mood AS ENUM ('happy'); CREATE TYPE size AS ENUM ('small')")
+        .await
+        .unwrap();
+    drop(admin);
+    let _ = admin_task.await;
+
+    let bouncer = PgBouncer::start(&pg).await;
+    let url = direct.replace(&format!(":{}/", pg.port()), &format!(":{}/", bouncer.port));
+    let url = DatabaseUrl::parse(&url).unwrap();
+    let settings = PoolSettings {
+        max: PoolMax::Fixed(3),
+        pgbouncer: true,
+        ..PoolSettings::default()
+    };
+    let pool = PoolManager::new(&url, &settings).unwrap();
+    pool.warm_up().await.unwrap();
+
+    // PgBouncer has two servers; transactions held open pin them, so that `b` runs its
+    // second transaction on the other server than its first.
+    let a = pool.get_connection().await.unwrap();
+    let b = pool.get_connection().await.unwrap();
+    let c = pool.get_connection().await.unwrap();
+    a.batch_execute("BEGIN").await.unwrap(); // a holds the first server
+    b.batch_execute("BEGIN").await.unwrap(); // b gets the second
+    let row = b
+        .query_typed_one("SELECT 'happy'::mood::text, 'happy'::mood", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "happy");
+    b.batch_execute("COMMIT").await.unwrap();
+    c.batch_execute("BEGIN").await.unwrap(); // c takes the second server
+    a.batch_execute("COMMIT").await.unwrap(); // the first is the only one free now
+    drop(b);
+
+    // With `a` and `c` held, the pool can only hand `b`'s connection out again.
+    let b = pool.get_connection().await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    let looked_up = b
+        .query_typed_one("SELECT 'small'::size", &[])
+        .await
+        .map(|_| ());
+    b.batch_execute("ROLLBACK").await.unwrap();
+    if pgbouncer_version() < (1, 21) {
+        let err = looked_up.expect_err("the look-up statement lives on the other server");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME),
+            "{err:?}"
+        );
+    }
+    b.batch_execute("BEGIN").await.unwrap();
+    let row = b
+        .query_typed_one("SELECT 'small'::size::text", &[])
+        .await
+        .expect("a text cast needs no look-up");
+    assert_eq!(row.get::<_, &str>(0), "small");
+    b.batch_execute("COMMIT").await.unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
+}

@@ -151,6 +151,13 @@ async fn verify_full_accepts_the_right_ca_and_name_and_refuses_a_wrong_name_or_a
         "{err:?}"
     );
     assert!(err.to_string().contains("certificate"), "{err}");
+    {
+        use secrecy::ExposeSecret;
+        let password = pg.password().expose_secret();
+        for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+            assert!(!shown.contains(password), "the password shows in {shown}");
+        }
+    }
 
     let other = rootcert(&certs, "other-ca.pem");
     let unknown_ca = url(&pg, SERVER_NAME, &format!("sslmode=verify-full&{other}"));

@@ -291,3 +291,70 @@ async fn no_secret_appears_in_anything_the_process_prints_at_any_log_level() {
         }
     }
 }
+
+#[test]
+fn dev_runs_on_a_throwaway_database_and_removes_it_after_ctrl_c() {
+    let port = free_port();
+    let mut app = Running::start(&["dev"], &[("PORT".to_owned(), port.to_string())]);
+    app.wait_listening();
+    let health = app.wait_health(200, Duration::from_secs(20));
+    assert_eq!(health.status, 200, "{health:?}");
+    let root = request(app.port, "GET", "/", &[], b"").unwrap();
+    assert_eq!(root.status, 200, "{root:?}");
+
+    let stderr = app.stderr.lock().unwrap().clone();
+    let dir = stderr
+        .split(" in ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (removed on exit)").next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("no cluster folder announced: {stderr}"));
+    assert!(dir.exists(), "{dir:?}");
+    let db_port: u16 = stderr
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+
+    app.signal(Signal::SIGINT);
+    let (status, _) = app.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status}: {}", app.output());
+    assert!(
+        !dir.exists(),
+        "the throwaway cluster's folder outlived dev: {dir:?}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", db_port)).is_err(),
+        "the throwaway PostgreSQL still listens"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_upload_cannot_hold_shutdown_past_shutdown_timeout() {
+    let (_pg, url) = database().await;
+    let mut app = serve(&url, &[("SHUTDOWN_TIMEOUT", "1")]);
+    let mut stalled = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    stalled
+        .write_all(
+            b"POST /hooks/deploy HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"type\":",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    app.signal(Signal::SIGTERM);
+    let (status, took) = app.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}: {}", app.output());
+    assert!(
+        took >= Duration::from_millis(900),
+        "cut off before the deadline: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?} with SHUTDOWN_TIMEOUT=1"
+    );
+    assert!(
+        app.output().contains("shutdown timeout reached"),
+        "{}",
+        app.output()
+    );
+}

@@ -147,7 +147,7 @@ fn print(outcome: &Outcome, format: Format) -> ExitCode {
                 if let Some(db) = &outcome.database {
                     let _ = writeln!(out, "database reachable: PostgreSQL {}", db.server_version);
                     let _ = writeln!(out, "  max_connections  {}", db.max_connections);
-                    let _ = writeln!(out, "  pool size        {db}");
+                    let _ = writeln!(out, "  {db}");
                     if db.exceeds_budget() {
                         let _ = writeln!(
                             err,

@@ -25,8 +25,9 @@ pub fn dev() -> ExitCode {
             Ok(pg) => {
                 eprintln!(
                     "dev: DATABASE_URL is unset; started a throwaway PostgreSQL on 127.0.0.1:{} \
-                     (removed on exit)",
-                    pg.port()
+                     in {} (removed on exit)",
+                    pg.port(),
+                    pg.dir().display()
                 );
                 env.set("DATABASE_URL", pg.url("postgres"));
                 Some(pg)

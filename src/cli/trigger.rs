@@ -55,20 +55,11 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("render-deploy trigger: {}", error_chain(&e));
+            eprintln!(
+                "render-deploy trigger: {}",
+                crate::telemetry::error_chain(&e)
+            );
             ExitCode::from(1)
         }
     }
-}
-
-/// The error and its causes on one line (the URLs in them are already redacted or removed).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -192,7 +192,7 @@ impl HealthState {
                         Err(error) => {
                             // The whole cause chain, for the log only; the report gets the phrase.
                             tracing::warn!(
-                                error = %chain(&error),
+                                error = %crate::telemetry::error_chain(&error),
                                 "database health probe failed"
                             );
                             DatabaseCheck {
@@ -324,17 +324,6 @@ impl HealthState {
             instance: Arc::clone(&self.info.instance),
         }
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn millis(d: Duration) -> u64 {

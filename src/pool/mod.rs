@@ -39,7 +39,10 @@
 //! reach; note that tokio-postgres' `query`/`execute` with SQL text prepare a *named* statement in
 //! one round trip and use it in the next, which PgBouncer before 1.21 (or without
 //! `max_prepared_statements`) may route to another server. Use `query_typed` (one round trip,
-//! unnamed statement) or `simple_query` through PgBouncer.
+//! unnamed statement) or `simple_query` through PgBouncer. The driver also looks up types that
+//! are not built in (enums, domains, ...) with a named statement it prepares once per connection
+//! and keeps, which a later transaction may not find on its server; it offers no way to drop
+//! that statement, so cast such values to text through PgBouncer (`tests/pool_pgbouncer.rs`).
 
 mod sizing;
 mod tls;
@@ -393,6 +396,11 @@ struct Inner {
     sized: AtomicBool,
     sizing: Mutex<SizingState>,
     auth: Mutex<Option<AuthBlock>>,
+    /// Whether `auth` holds a block: checkouts read this instead of taking the lock.
+    auth_blocked: AtomicBool,
+    /// deadpool's timeouts for a checkout: no wait timeout of its own (the overall deadline
+    /// covers the wait, and a second timer per waiting checkout costs on the hot path).
+    checkout_timeouts: deadpool_postgres::Timeouts,
     maintenance: AtomicBool,
 }
 
@@ -472,6 +480,12 @@ impl PoolManager {
                 sized: AtomicBool::new(fixed),
                 sizing: Mutex::new(SizingState::Unknown),
                 auth: Mutex::new(None),
+                auth_blocked: AtomicBool::new(false),
+                checkout_timeouts: deadpool_postgres::Timeouts {
+                    wait: None,
+                    create: Some(settings.connect_timeout),
+                    recycle: Some(settings.check_timeout()),
+                },
                 maintenance: AtomicBool::new(false),
             }),
         })
@@ -599,7 +613,11 @@ impl PoolManager {
         let shared = &self.inner.shared;
         let wait = shared.settings.wait_timeout;
         let started = Instant::now();
-        let result = tokio::time::timeout(wait, self.inner.pool.get()).await;
+        let result = tokio::time::timeout(
+            wait,
+            self.inner.pool.timeout_get(&self.inner.checkout_timeouts),
+        )
+        .await;
         let error = match result {
             Ok(Ok(object)) => {
                 self.clear_auth_block();
@@ -663,6 +681,9 @@ impl PoolManager {
     }
 
     fn auth_blocked(&self) -> Option<PoolError> {
+        if !self.inner.auth_blocked.load(Ordering::Acquire) {
+            return None;
+        }
         let block = lock(&self.inner.auth);
         block
             .as_ref()
@@ -681,6 +702,7 @@ impl PoolManager {
             retry_in = ?backoff,
             "the database refused the credentials; not trying again before the back-off"
         );
+        self.inner.auth_blocked.store(true, Ordering::Release);
         *block = Some(AuthBlock {
             until: Instant::now() + backoff,
             backoff,
@@ -689,10 +711,12 @@ impl PoolManager {
     }
 
     fn clear_auth_block(&self) {
-        let mut block = lock(&self.inner.auth);
-        if block.is_some() {
-            *block = None;
+        if !self.inner.auth_blocked.load(Ordering::Acquire) {
+            return;
         }
+        let mut block = lock(&self.inner.auth);
+        *block = None;
+        self.inner.auth_blocked.store(false, Ordering::Release);
     }
 
     /// Reads the server's figures on `conn` and resizes (once; later calls return the result).
@@ -862,7 +886,7 @@ fn driver_config(url: &DatabaseUrl, settings: &PoolSettings) -> tokio_postgres::
 
 /// Sorts a driver error into what a caller can act on; the text is redacted.
 fn classify(url: &DatabaseUrl, e: &tokio_postgres::Error) -> PoolError {
-    let reason = url.redact_text(&chain(e));
+    let reason = url.redact_text(&crate::telemetry::error_chain(e));
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         if code == &SqlState::INVALID_PASSWORD
@@ -886,21 +910,6 @@ fn classify(url: &DatabaseUrl, e: &tokio_postgres::Error) -> PoolError {
         return PoolError::Authentication { reason };
     }
     PoolError::Unavailable { reason }
-}
-
-/// The error and its causes on one line (the driver's Display omits some causes).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn is_tls_error(e: &tokio_postgres::Error) -> bool {

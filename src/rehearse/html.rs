@@ -232,25 +232,7 @@ fn throughput_chart(out: &mut String, r: &Rehearsal, x: &Axis) {
     svg_open(out, height);
     phase_bands(out, r, x, top, bottom);
     x.ticks(out, top, bottom);
-    let mut v = 0.0;
-    while v <= y_max + 1e-9 {
-        let _ = write!(
-            out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e6e6e6"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            trim_float(v),
-            py = y(v)
-        );
-        v += y_step;
-    }
-    let _ = write!(
-        out,
-        r#"<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">requests / s</text>"#,
-        (top + bottom) / 2.0,
-        (top + bottom) / 2.0
-    );
+    y_axis(out, y_max, y_step, &y, (top, bottom), "requests / s");
     let w = (x.px(Duration::from_secs_f64(bucket)) - LEFT - 1.0).max(1.0);
     for (b, column) in counts.iter().enumerate() {
         let x0 = x.px(Duration::from_secs_f64(b as f64 * bucket));
@@ -293,25 +275,7 @@ fn latency_chart(out: &mut String, r: &Rehearsal, x: &Axis) {
     svg_open(out, height);
     phase_bands(out, r, x, top, bottom);
     x.ticks(out, top, bottom);
-    let mut v = 0.0;
-    while v <= y_max + 1e-9 {
-        let _ = write!(
-            out,
-            r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e6e6e6"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            trim_float(v),
-            py = y(v)
-        );
-        v += y_step;
-    }
-    let _ = write!(
-        out,
-        r#"<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">ms</text>"#,
-        (top + bottom) / 2.0,
-        (top + bottom) / 2.0
-    );
+    y_axis(out, y_max, y_step, &y, (top, bottom), "ms");
     // A page stays light: successes are thinned beyond this many; every failure is drawn.
     let every = (r.requests.len() / 20_000).max(1);
     for (n, q) in r.requests.iter().enumerate() {
@@ -540,6 +504,36 @@ fn esc(s: &str) -> String {
         }
     }
     out
+}
+
+/// The horizontal grid lines, their values and the axis label of a chart.
+fn y_axis(
+    out: &mut String,
+    y_max: f64,
+    y_step: f64,
+    y: &dyn Fn(f64) -> f64,
+    (top, bottom): (f64, f64),
+    label: &str,
+) {
+    let mut v = 0.0;
+    while v <= y_max + 1e-9 {
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e6e6e6"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            y(v) + 4.0,
+            trim_float(v),
+            py = y(v)
+        );
+        v += y_step;
+    }
+    let _ = write!(
+        out,
+        r#"<text x="12" y="{}" transform="rotate(-90 12 {})" text-anchor="middle">{label}</text>"#,
+        (top + bottom) / 2.0,
+        (top + bottom) / 2.0
+    );
 }
 
 #[cfg(test)]

@@ -64,6 +64,9 @@ pub async fn serve_until(
 ) -> DrainReport {
     let connections = TaskTracker::new();
     let close_now = CancellationToken::new();
+    // At the deadline: connections still open are dropped (their sockets closed), so that
+    // nothing of this server outlives `serve_until` in the caller's runtime.
+    let cut_off_now = CancellationToken::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
@@ -88,15 +91,18 @@ pub async fn serve_until(
         let service = TowerToHyperService::new(app.clone());
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let close_now = close_now.clone();
+        let cut_off_now = cut_off_now.clone();
         connections.spawn(async move {
             tokio::pin!(conn);
             tokio::select! {
+                result = conn.as_mut() => return log_connection_end(result),
+                () = close_now.cancelled() => {}
+            }
+            // Idle: closes now. Busy: answers the request in flight, then closes.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
                 result = conn.as_mut() => log_connection_end(result),
-                () = close_now.cancelled() => {
-                    // Idle: closes now. Busy: answers the request in flight, then closes.
-                    conn.as_mut().graceful_shutdown();
-                    log_connection_end(conn.await);
-                }
+                () = cut_off_now.cancelled() => {}
             }
         });
     }
@@ -122,7 +128,12 @@ pub async fn serve_until(
     close_now.cancel();
     let cut_off = match tokio::time::timeout_at(deadline, connections.wait()).await {
         Ok(()) => 0,
-        Err(_) => connections.len(),
+        Err(_) => {
+            let open = connections.len();
+            cut_off_now.cancel();
+            connections.wait().await;
+            open
+        }
     };
     let report = DrainReport {
         open_at_signal,

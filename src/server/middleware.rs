@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 /// The request-id header, read from the caller or made up.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -54,7 +55,10 @@ pub async fn around_request(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
 
-    let mut response = match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+    // Every event logged while handling the request carries its id.
+    let span = tracing::info_span!("request", request_id = %id);
+    let handled = next.run(request).instrument(span);
+    let mut response = match tokio::time::timeout(state.request_timeout, handled).await {
         Ok(response) => response,
         Err(_) => json_error(StatusCode::REQUEST_TIMEOUT, "request timed out"),
     };

@@ -274,10 +274,8 @@ async fn warm_up(pool: Arc<PoolManager>) {
     let mut delay = Duration::from_millis(100);
     loop {
         match pool.warm_up().await {
-            Ok(sizing) => {
-                tracing::info!(%sizing, "database connected; pool ready");
-                return;
-            }
+            // The pool logs its sizing decision and its inputs itself.
+            Ok(_) => return,
             Err(e) => {
                 // A wrong password or a budget below one connection will not fix itself
                 // quickly: keep answering 503 (never a crash loop) but do not hammer the server.
