@@ -358,3 +358,33 @@ async fn a_stalled_upload_cannot_hold_shutdown_past_shutdown_timeout() {
         app.output()
     );
 }
+
+#[test]
+fn serve_exits_78_for_any_configuration_problem_and_1_when_the_port_is_taken() {
+    let port = free_port();
+    let run = |env: Vec<(String, String)>| {
+        let mut app = Running::start(&["serve"], &env);
+        let (status, _) = app.wait_exit(Duration::from_secs(20));
+        (status.code(), app.output())
+    };
+    // Every problem at once, never a partial start.
+    let mut env = base_env("mysql://u:p@h/db", port);
+    env.retain(|(k, _)| k != "TWILIO_ACCOUNT_SID");
+    env.push(("PORT".into(), "18012".into()));
+    let (code, out) = run(env);
+    assert_eq!(code, Some(78), "{out}");
+    for var in ["DATABASE_URL", "TWILIO_ACCOUNT_SID", "PORT"] {
+        assert!(out.contains(&format!("{var}: ")), "{var} not named: {out}");
+    }
+    // Valid variables that the pool cannot use (a missing CA file) are a configuration error too.
+    let url = "postgres://u:p@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem";
+    let (code, out) = run(base_env(url, port));
+    assert_eq!(code, Some(78), "{out}");
+    assert!(out.contains("/nonexistent/ca.pem"), "{out}");
+    // A port in use is not a configuration problem.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let (code, out) = run(base_env("postgres://u:p@127.0.0.1:1/db", busy));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot listen"), "{out}");
+}

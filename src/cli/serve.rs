@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use crate::config::{Config, Env, Mode};
 use crate::local_postgres::LocalPostgres;
-use crate::server::Deployment;
+use crate::server::{Deployment, DeploymentError};
 use crate::telemetry;
 
 /// `serve`: the service with the production rules; 0 after a graceful shutdown, 78 for
@@ -75,14 +75,18 @@ fn run(mode: Mode, env: &Env) -> ExitCode {
         let app = deployment.routes();
         deployment.serve(app).await
     });
-    // Connections cut off at the deadline are dropped with the runtime, not waited for.
+    // Background tasks (the pool's sweep) end with the runtime; nothing is waited for.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = &e as &dyn std::error::Error, "render-deploy failed");
-            eprintln!("render-deploy: {e}");
-            ExitCode::from(1)
+            eprintln!("render-deploy: {}", telemetry::error_chain(&e));
+            // A configuration the pool or the deploy hook client cannot use is still a
+            // configuration problem (78); failing to bind the port is not (1).
+            match e {
+                DeploymentError::Bind { .. } => ExitCode::from(1),
+                _ => ExitCode::from(super::EXIT_CONFIG),
+            }
         }
     }
 }

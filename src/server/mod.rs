@@ -203,10 +203,6 @@ impl Deployment {
         app: Router,
         shutdown: impl Future<Output = ()>,
     ) -> DrainReport {
-        // Registered early so the exporter's figures exist before the first scrape.
-        if self.config.metrics_token.is_some() {
-            let _ = telemetry::metrics_handle();
-        }
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, database = %self.config.database_url, "listening");
         }
