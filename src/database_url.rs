@@ -419,10 +419,10 @@ mod tests {
                         "case {case}: {password:?} in {form}"
                     );
                 }
-                if let Ok(u) = Url::parse(&url) {
-                    if let Some(p) = u.password() {
-                        assert!(!form.contains(p), "case {case}: encoded {p:?} in {form}");
-                    }
+                if let Ok(u) = Url::parse(&url)
+                    && let Some(p) = u.password()
+                {
+                    assert!(!form.contains(p), "case {case}: encoded {p:?} in {form}");
                 }
             }
         }

@@ -218,11 +218,11 @@ where
         let (id, mut rx) = {
             let mut state = self.inner.lock();
             let now = Instant::now();
-            if let Some(entry) = &state.entry {
-                if now.saturating_duration_since(entry.at) < self.inner.ttl(entry.healthy) {
-                    metrics::counter!(HITS_TOTAL).increment(1);
-                    return entry.checked(true, now);
-                }
+            if let Some(entry) = &state.entry
+                && now.saturating_duration_since(entry.at) < self.inner.ttl(entry.healthy)
+            {
+                metrics::counter!(HITS_TOTAL).increment(1);
+                return entry.checked(true, now);
             }
             metrics::counter!(MISSES_TOTAL).increment(1);
             let joinable = state.flight.as_ref().filter(|f| {

@@ -84,7 +84,7 @@ async fn run(
             _ = tokio::time::sleep_until(due) => {}
         }
         let path = settings.paths[(n % settings.paths.len() as u64) as usize].clone();
-        let new_connection = n % NEW_CONNECTION_EVERY == 0;
+        let new_connection = n.is_multiple_of(NEW_CONNECTION_EVERY);
         let (idle, settings) = (idle.clone(), settings.clone());
         in_flight.spawn(async move {
             (
@@ -168,12 +168,11 @@ async fn send(
     if let Err(e) = response.into_body().collect().await {
         return (Outcome::Failed(classify_chain(&e)), instance);
     }
-    if !new_connection {
-        if let Ok(mut idle) = idle.lock() {
-            if idle.len() < MAX_IDLE {
-                idle.push(sender);
-            }
-        }
+    if !new_connection
+        && let Ok(mut idle) = idle.lock()
+        && idle.len() < MAX_IDLE
+    {
+        idle.push(sender);
     }
     match cause {
         // The proxy answered for an instance that could not.

@@ -195,10 +195,10 @@ pub async fn rehearse(options: &RehearsalOptions) -> Result<Rehearsal, RehearseE
         .map(|t| stop(t, options.shutdown_delay, &timeline, true));
     futures_join_all(stopping).await;
     for t in olds.iter_mut().chain(news.iter_mut()) {
-        if t.report.exit.is_none() {
-            if let Some(exit) = t.instance.exit() {
-                t.report.exit = Some((timeline.now(), exit));
-            }
+        if t.report.exit.is_none()
+            && let Some(exit) = t.instance.exit()
+        {
+            t.report.exit = Some((timeline.now(), exit));
         }
         t.report.output_tail = t.instance.output_tail();
     }

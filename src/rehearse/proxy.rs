@@ -187,10 +187,10 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.routes.in_flight.lock() {
-            if let Some(n) = m.get_mut(&self.name) {
-                *n = n.saturating_sub(1);
-            }
+        if let Ok(mut m) = self.routes.in_flight.lock()
+            && let Some(n) = m.get_mut(&self.name)
+        {
+            *n = n.saturating_sub(1);
         }
     }
 }

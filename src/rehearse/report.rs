@@ -415,14 +415,14 @@ impl Rehearsal {
                     "{} did not exit within the shutdown delay after SIGTERM and was sent SIGKILL",
                     i.name
                 ));
-            } else if i.exited_on_its_own() {
-                if let Some((at, how)) = i.exit {
-                    problems.push(format!(
-                        "{} {how} at {} without being asked to",
-                        i.name,
-                        secs(at)
-                    ));
-                }
+            } else if i.exited_on_its_own()
+                && let Some((at, how)) = i.exit
+            {
+                problems.push(format!(
+                    "{} {how} at {} without being asked to",
+                    i.name,
+                    secs(at)
+                ));
             }
         }
         if self.requests.is_empty() {
@@ -581,7 +581,7 @@ pub(crate) mod tests {
             end: ms(start + latency),
             outcome,
             instance: Some(instance.to_owned()),
-            new_connection: start % 2 == 0,
+            new_connection: start.is_multiple_of(2),
         }
     }
 

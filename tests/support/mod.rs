@@ -92,10 +92,10 @@ impl Running {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("exited early with {status}: {}", self.output());
             }
-            if let Ok(resp) = request(self.port, "GET", "/livez", &[], b"") {
-                if resp.status == 200 {
-                    return;
-                }
+            if let Ok(resp) = request(self.port, "GET", "/livez", &[], b"")
+                && resp.status == 200
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
