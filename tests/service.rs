@@ -32,16 +32,20 @@ async fn a_delivery_still_uploading_at_sigterm_gets_its_answer_and_the_process_e
 
     let body = br#"{"type":"deploy_ended","data":{"serviceId":"srv-1"}}"#;
     let headers = signed_headers("msg_inflight", unix_now(), body);
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut stream = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-    let mut head = format!(
-        "POST /hooks/deploy HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in &headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
+    write_head(
+        &mut stream,
+        "POST",
+        "/hooks/deploy",
+        &headers,
+        body.len(),
+        false,
+    )
+    .unwrap();
     stream.write_all(&body[..10]).unwrap();
     stream.flush().unwrap();
     std::thread::sleep(Duration::from_millis(100)); // the request is now in flight
@@ -61,14 +65,7 @@ async fn a_delivery_still_uploading_at_sigterm_gets_its_answer_and_the_process_e
 async fn idle_keep_alive_connections_do_not_delay_exit() {
     let (_pg, url) = database().await;
     let mut app = serve(&url, &[]);
-    let mut idle = Vec::new();
-    for _ in 0..5 {
-        let mut s = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-        send(&mut s, "GET", "/livez", &[], b"", true).unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        assert_eq!(read_response(&mut r).unwrap().status, 200);
-        idle.push(s);
-    }
+    let _idle: Vec<_> = (0..5).map(|_| kept_alive(app.port)).collect();
     app.signal(Signal::SIGTERM);
     let (status, took) = app.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{status}: {}", app.output());
@@ -100,14 +97,7 @@ async fn after_sigterm_open_connections_see_draining_and_new_ones_are_refused() 
     // A long linger so that the test's own pace cannot race the close of idle connections.
     let mut app = serve(&url, &[("SHUTDOWN_LINGER_MS", "3000")]);
     app.wait_health(200, Duration::from_secs(10));
-    let mut conns = Vec::new();
-    for _ in 0..2 {
-        let mut s = TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-        send(&mut s, "GET", "/livez", &[], b"", true).unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        assert_eq!(read_response(&mut r).unwrap().status, 200);
-        conns.push((s, r));
-    }
+    let mut conns: Vec<_> = (0..2).map(|_| kept_alive(app.port)).collect();
     app.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(100));
 

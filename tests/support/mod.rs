@@ -211,18 +211,38 @@ pub fn send(
     body: &[u8],
     keep_alive: bool,
 ) -> std::io::Result<()> {
+    write_head(stream, method, path, headers, body.len(), keep_alive)?;
+    stream.write_all(body)?;
+    stream.flush()
+}
+
+/// Writes a request's head only, announcing `content_length` bytes of body to come.
+pub fn write_head(
+    stream: &mut TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_length: usize,
+    keep_alive: bool,
+) -> std::io::Result<()> {
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: {}\r\n",
-        body.len(),
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {content_length}\r\nConnection: {}\r\n",
         if keep_alive { "keep-alive" } else { "close" }
     );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    stream.flush()
+    stream.write_all(head.as_bytes())
+}
+
+/// A connection that has answered one `GET /livez` and is now idle, kept alive.
+pub fn kept_alive(port: u16) -> (TcpStream, BufReader<TcpStream>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    send(&mut stream, "GET", "/livez", &[], b"", true).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader).unwrap().status, 200);
+    (stream, reader)
 }
 
 /// Reads one response (by `Content-Length`, or to the end).
