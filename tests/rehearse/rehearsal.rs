@@ -5,8 +5,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-mod rehearse_support;
-use rehearse_support::fixture;
+use crate::support::fixture::fixture;
 
 /// The whole of one rehearsal may take this long before the test gives up on it.
 const RUN_LIMIT: Duration = Duration::from_secs(90);

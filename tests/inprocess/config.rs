@@ -14,32 +14,14 @@ use render_deploy::schema::{ProblemKind, builtin_required_variables};
 use render_deploy::telemetry::LogFormat;
 use secrecy::ExposeSecret;
 
-const DB_PASSWORD: &str = "CanaryDbPw-5b1e";
-const OPENAI: &str = "sk-CanaryOpenAiQwErTyUiOp";
-const TWILIO_TOKEN: &str = "feedfacefeedfacefeedfacefeedface";
-const HOOK_SECRET: &str = "CanaryHookSecret-ZyXwVuTsRqPoNmLkJi";
-const METRICS: &str = "CanaryMetricsToken-77";
-const HOOK_KEY: &str = "CanaryHookUrlKey99";
+use crate::support::canary::{
+    DB_PASSWORD, HOOK_SECRET, HOOK_URL_KEY as HOOK_KEY, METRICS_TOKEN as METRICS,
+    OPENAI_API_KEY as OPENAI, TWILIO_AUTH_TOKEN as TWILIO_TOKEN,
+};
+use crate::support::env;
 
 fn valid() -> HashMap<String, String> {
-    [
-        (
-            "DATABASE_URL",
-            format!("postgres://app:{DB_PASSWORD}@db.internal:5432/app?sslmode=require"),
-        ),
-        ("PORT", "10000".to_owned()),
-        ("APP_ENV", "production".to_owned()),
-        ("OPENAI_API_KEY", OPENAI.to_owned()),
-        (
-            "TWILIO_ACCOUNT_SID",
-            "AC0123456789abcdef0123456789abcdef".to_owned(),
-        ),
-        ("TWILIO_AUTH_TOKEN", TWILIO_TOKEN.to_owned()),
-        ("RENDER_DEPLOY_HOOK_SECRET", HOOK_SECRET.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    env::required().into_iter().collect()
 }
 
 fn with(changes: &[(&str, &str)]) -> HashMap<String, String> {

@@ -1,12 +1,10 @@
 //! `sign`, `verify` and `trigger` run as the real binary: published vectors, round trip, exit
 //! codes, and canary secrets that must never appear in any output.
 
-mod hooks_support;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use hooks_support::{CANARY_KEY, FakeHook, Reply, accepted};
+use crate::support::fake_hook::{FakeHook, HOOK_URL_KEY, Reply, accepted};
 
 const BIN: &str = env!("CARGO_BIN_EXE_render-deploy");
 const V1_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -260,7 +258,7 @@ async fn the_secret_and_the_hook_key_never_appear_in_any_output() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        format!("http://127.0.0.1:{port}/deploy/srv-x?key={CANARY_KEY}")
+        format!("http://127.0.0.1:{port}/deploy/srv-x?key={HOOK_URL_KEY}")
     };
     let refusing = FakeHook::start(vec![Reply::Status(401, None, "bad key")]).await;
     let succeeding = FakeHook::start(vec![Reply::Status(503, None, ""), accepted("dep-ok")]).await;
@@ -268,7 +266,7 @@ async fn the_secret_and_the_hook_key_never_appear_in_any_output() {
         unreachable,
         refusing.url.clone(),
         succeeding.url.clone(),
-        format!("ftp://h/?key={CANARY_KEY}"),
+        format!("ftp://h/?key={HOOK_URL_KEY}"),
     ] {
         let out = tokio::task::spawn_blocking(move || {
             let mut all = vec![run(&["trigger"], &[("RENDER_DEPLOY_HOOK_URL", &url)], b"")];
@@ -281,7 +279,7 @@ async fn the_secret_and_the_hook_key_never_appear_in_any_output() {
         })
         .await
         .unwrap();
-        outputs.extend(out.into_iter().map(|o| (CANARY_KEY.to_owned(), o)));
+        outputs.extend(out.into_iter().map(|o| (HOOK_URL_KEY.to_owned(), o)));
     }
     assert!(outputs.len() > 20);
     for (canary, out) in &outputs {

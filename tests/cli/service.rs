@@ -1,14 +1,13 @@
 //! End-to-end tests of `serve`: the real binary against a real PostgreSQL, over loopback.
 
-mod support;
-
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::*;
+use crate::support::{canary, env};
 use nix::sys::signal::Signal;
 use render_deploy::local_postgres::LocalPostgres;
-use support::*;
 
 async fn database() -> (LocalPostgres, String) {
     let pg = LocalPostgres::start().expect("throwaway PostgreSQL");
@@ -17,7 +16,7 @@ async fn database() -> (LocalPostgres, String) {
 }
 
 fn serve(url: &str, extra: &[(&str, &str)]) -> Running {
-    let mut env = base_env(url, free_port());
+    let mut env = env::service(url, free_port());
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut app = Running::start(&["serve"], &env);
     app.wait_listening();
@@ -179,7 +178,7 @@ async fn metrics_are_404_without_a_token_401_with_a_wrong_one_and_text_with_the_
     );
     drop(without);
 
-    let app = serve(&url, &[("METRICS_TOKEN", CANARY_METRICS_TOKEN)]);
+    let app = serve(&url, &[("METRICS_TOKEN", canary::METRICS_TOKEN)]);
     let _ = request(app.port, "GET", "/livez", &[], b"").unwrap();
     assert_eq!(
         request(app.port, "GET", "/metrics", &[], b"")
@@ -195,7 +194,7 @@ async fn metrics_are_404_without_a_token_401_with_a_wrong_one_and_text_with_the_
         b"",
     );
     assert_eq!(wrong.unwrap().status, 401);
-    let auth = format!("Bearer {CANARY_METRICS_TOKEN}");
+    let auth = format!("Bearer {}", canary::METRICS_TOKEN);
     let ok = request(
         app.port,
         "GET",
@@ -211,7 +210,7 @@ async fn metrics_are_404_without_a_token_401_with_a_wrong_one_and_text_with_the_
         ok.body
     );
     assert!(ok.body.contains("render_deploy_pool_"), "{}", ok.body);
-    assert!(!ok.body.contains(CANARY_METRICS_TOKEN));
+    assert!(!ok.body.contains(canary::METRICS_TOKEN));
 }
 
 #[tokio::test]
@@ -226,7 +225,7 @@ async fn no_secret_appears_in_anything_the_process_prints_at_any_log_level() {
             &url,
             &[
                 ("RUST_LOG", level),
-                ("METRICS_TOKEN", CANARY_METRICS_TOKEN),
+                ("METRICS_TOKEN", canary::METRICS_TOKEN),
                 ("LOG_FORMAT", "json"),
             ],
         );
@@ -245,7 +244,7 @@ async fn no_secret_appears_in_anything_the_process_prints_at_any_log_level() {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let _ = request(app.port, "POST", "/hooks/deploy", &stale, b"{}");
-        let auth = format!("Bearer {CANARY_METRICS_TOKEN}");
+        let auth = format!("Bearer {}", canary::METRICS_TOKEN);
         let _ = request(
             app.port,
             "GET",
@@ -270,11 +269,11 @@ async fn no_secret_appears_in_anything_the_process_prints_at_any_log_level() {
             "the process printed little at {level}: {out}"
         );
         for canary in [
-            CANARY_OPENAI,
-            CANARY_TWILIO_TOKEN,
-            CANARY_METRICS_TOKEN,
-            &hook_secret(),
-            std::str::from_utf8(CANARY_HOOK_SECRET_RAW).unwrap(),
+            canary::OPENAI_API_KEY,
+            canary::TWILIO_AUTH_TOKEN,
+            canary::METRICS_TOKEN,
+            &canary::hook_secret_whsec(),
+            std::str::from_utf8(canary::HOOK_SECRET_RAW).unwrap(),
             &db_password,
         ] {
             assert!(!out.contains(canary), "{canary} leaked at {level}:\n{out}");
@@ -358,7 +357,7 @@ fn serve_exits_78_for_any_configuration_problem_and_1_when_the_port_is_taken() {
         (status.code(), app.output())
     };
     // Every problem at once, never a partial start.
-    let mut env = base_env("mysql://u:p@h/db", port);
+    let mut env = env::service("mysql://u:p@h/db", port);
     env.retain(|(k, _)| k != "TWILIO_ACCOUNT_SID");
     env.push(("PORT".into(), "18012".into()));
     let (code, out) = run(env);
@@ -368,13 +367,13 @@ fn serve_exits_78_for_any_configuration_problem_and_1_when_the_port_is_taken() {
     }
     // Valid variables that the pool cannot use (a missing CA file) are a configuration error too.
     let url = "postgres://u:p@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem";
-    let (code, out) = run(base_env(url, port));
+    let (code, out) = run(env::service(url, port));
     assert_eq!(code, Some(78), "{out}");
     assert!(out.contains("/nonexistent/ca.pem"), "{out}");
     // A port in use is not a configuration problem.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().port();
-    let (code, out) = run(base_env("postgres://u:p@127.0.0.1:1/db", busy));
+    let (code, out) = run(env::service("postgres://u:p@127.0.0.1:1/db", busy));
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cannot listen"), "{out}");
 }

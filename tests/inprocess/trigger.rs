@@ -1,10 +1,8 @@
 //! The deploy hook client against a local server that behaves like Render's deploy hook.
 
-mod hooks_support;
-
 use std::time::{Duration, Instant};
 
-use hooks_support::{CANARY_KEY, FakeHook, Reply, accepted};
+use crate::support::fake_hook::{FakeHook, HOOK_URL_KEY, Reply, accepted};
 use render_deploy::deploy_hook::{DeployHookClient, DeployHookUrl, RetryPolicy, TriggerError};
 
 fn fast() -> RetryPolicy {
@@ -31,7 +29,7 @@ fn assert_no_key(error: &TriggerError) {
         source = cause.source();
     }
     assert!(
-        !shown.contains(CANARY_KEY) && !chain.contains(CANARY_KEY),
+        !shown.contains(HOOK_URL_KEY) && !chain.contains(HOOK_URL_KEY),
         "key leaked: {shown} {chain}"
     );
 }
@@ -45,7 +43,7 @@ async fn a_successful_trigger_posts_once_and_returns_renders_deploy_id() {
     let seen = hook.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].0, "POST");
-    assert_eq!(seen[0].1, format!("/deploy/srv-test123?key={CANARY_KEY}"));
+    assert_eq!(seen[0].1, format!("/deploy/srv-test123?key={HOOK_URL_KEY}"));
 }
 
 #[tokio::test]
@@ -158,7 +156,7 @@ async fn connection_errors_are_retried_then_reported_without_the_key() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let url = format!("http://127.0.0.1:{port}/deploy/srv-x?key={CANARY_KEY}");
+    let url = format!("http://127.0.0.1:{port}/deploy/srv-x?key={HOOK_URL_KEY}");
     let error = client(&url, fast()).trigger().await.unwrap_err();
     assert!(
         matches!(error, TriggerError::Connect { attempts: 4, .. }),

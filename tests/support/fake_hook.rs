@@ -10,8 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-/// The key in the fake hook URL; tests check it never shows in any output.
-pub const CANARY_KEY: &str = "CanaryKey9f8e7d6c5b4a";
+pub use super::canary::HOOK_URL_KEY;
 
 /// One scripted answer.
 #[derive(Clone, Debug)]
@@ -55,7 +54,7 @@ impl FakeHook {
         });
         Self {
             script,
-            url: format!("http://{addr}/deploy/srv-test123?key={CANARY_KEY}"),
+            url: format!("http://{addr}/deploy/srv-test123?key={HOOK_URL_KEY}"),
         }
     }
 

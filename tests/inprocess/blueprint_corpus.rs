@@ -111,14 +111,18 @@ fn the_original_python_example_is_flagged_for_env_python() {
     );
 }
 
-/// Render's published schema, kept beside the repository (`../shared/data`) in development and CI.
+/// Render's published JSON Schema for `render.yaml`, kept in the repository (`tests/data`) so
+/// that the oracle is always there.
 fn schema() -> Option<serde_json::Value> {
     let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/render-blueprint-schema.json");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/render-blueprint-schema.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => Some(serde_json::from_str(&text).expect("the schema is JSON")),
         Err(_) => {
-            println!("skipped: {} is absent", path.display());
+            crate::support::prerequisite_missing(
+                &path.display().to_string(),
+                "restore tests/data from git",
+            );
             None
         }
     }

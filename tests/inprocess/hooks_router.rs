@@ -1,15 +1,13 @@
 //! `POST /hooks/deploy` driven with tower's `oneshot` (no socket): one test per status code of
 //! contract §4.1, the actions, and the claim released when an action fails.
 
-mod hooks_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::fake_hook::{FakeHook, HOOK_URL_KEY, Reply, accepted};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hooks_support::{CANARY_KEY, FakeHook, Reply, accepted};
 use http_body_util::BodyExt;
 use render_deploy::deploy_hook::{DeployHookClient, DeployHookUrl, RetryPolicy};
 use render_deploy::hooks::{HookSettings, HookState, router};
@@ -305,7 +303,7 @@ async fn a_failed_deploy_trigger_is_502_and_the_retry_is_acted_upon() {
     let body = r#"{"type":"deploy_requested"}"#;
     let (status, answer) = send(&state, signed("msg_fail", NOW, body)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
-    assert!(!answer.to_string().contains(CANARY_KEY));
+    assert!(!answer.to_string().contains(HOOK_URL_KEY));
     // The sender retries the same delivery: the claim was released, so it is acted upon now.
     let (status, answer) = send(&state, signed("msg_fail", NOW, body)).await;
     assert_eq!(status, StatusCode::ACCEPTED);

@@ -35,7 +35,7 @@ fn pgbouncer_binary() -> PathBuf {
     });
     on_path
         .or_else(|| Some(PathBuf::from("/usr/sbin/pgbouncer")).filter(|p| p.is_file()))
-        .expect("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does it)")
+        .expect("pgbouncer is not installed (apt-get install pgbouncer; scripts/test installs it)")
 }
 
 impl PgBouncer {

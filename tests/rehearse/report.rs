@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-mod rehearse_support;
-use rehearse_support::fixture;
+use crate::support::fixture::fixture;
 
 fn find_chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -82,7 +81,10 @@ fn near(a: [u8; 3], b: [u8; 3]) -> bool {
 #[tokio::test]
 async fn the_html_report_renders_in_headless_chromium_to_a_chart_not_a_blank_page() {
     let Some(chromium) = find_chromium() else {
-        eprintln!("skipped: chromium is not installed (apt-get install chromium)");
+        crate::support::prerequisite_missing(
+            "chromium",
+            "apt-get install chromium; scripts/test does it",
+        );
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");

@@ -7,12 +7,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const DB_PASSWORD: &str = "CanaryDbPw-5b1e";
-const OPENAI: &str = "sk-CanaryOpenAiQwErTyUiOp";
-const TWILIO_TOKEN: &str = "feedfacefeedfacefeedfacefeedface";
-const HOOK_SECRET: &str = "CanaryHookSecret-ZyXwVuTsRqPoNmLkJi";
-const METRICS: &str = "CanaryMetricsToken-77";
-const HOOK_KEY: &str = "CanaryHookUrlKey99";
+use crate::support::canary::{
+    DB_PASSWORD, HOOK_SECRET, HOOK_URL_KEY as HOOK_KEY, METRICS_TOKEN as METRICS,
+    OPENAI_API_KEY as OPENAI, TWILIO_AUTH_TOKEN as TWILIO_TOKEN,
+};
+use crate::support::env;
 const CANARIES: [&str; 6] = [
     DB_PASSWORD,
     OPENAI,
@@ -23,35 +22,11 @@ const CANARIES: [&str; 6] = [
 ];
 
 fn valid() -> Vec<(String, String)> {
-    vec![
-        (
-            "DATABASE_URL".into(),
-            format!("postgres://app:{DB_PASSWORD}@db.internal:5432/app?sslmode=require"),
-        ),
-        ("PORT".into(), "10000".into()),
-        ("APP_ENV".into(), "production".into()),
-        ("OPENAI_API_KEY".into(), OPENAI.into()),
-        (
-            "TWILIO_ACCOUNT_SID".into(),
-            "AC0123456789abcdef0123456789abcdef".into(),
-        ),
-        ("TWILIO_AUTH_TOKEN".into(), TWILIO_TOKEN.into()),
-        ("RENDER_DEPLOY_HOOK_SECRET".into(), HOOK_SECRET.into()),
-        ("METRICS_TOKEN".into(), METRICS.into()),
-        (
-            "RENDER_DEPLOY_HOOK_URL".into(),
-            format!("https://api.render.com/deploy/srv-abc?key={HOOK_KEY}"),
-        ),
-    ]
+    env::with_optional_secrets()
 }
 
 fn with(changes: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = valid();
-    for (k, v) in changes {
-        env.retain(|(name, _)| name != k);
-        env.push(((*k).into(), (*v).into()));
-    }
-    env
+    env::with(valid(), changes)
 }
 
 fn without(var: &str) -> Vec<(String, String)> {

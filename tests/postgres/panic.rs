@@ -10,10 +10,11 @@ use render_deploy::config::{Config, Mode};
 use render_deploy::local_postgres::LocalPostgres;
 use render_deploy::{Deployment, telemetry};
 
-const CANARY_OPENAI: &str = "sk-CANARYpanic0123456789abcdef";
-const CANARY_TOKEN: &str = "c0ffee11c0ffee11c0ffee11c0ffee11";
-const CANARY_HOOK: &str = "CANARY-panic-hook-secret-0123456789";
-const CANARY_METRICS: &str = "CANARYpanicMetricsToken";
+use crate::support::canary::{
+    HOOK_SECRET as CANARY_HOOK, METRICS_TOKEN as CANARY_METRICS, OPENAI_API_KEY as CANARY_OPENAI,
+    TWILIO_AUTH_TOKEN as CANARY_TOKEN,
+};
+
 const CANARY_IN_MESSAGE: &str = "CANARY-in-the-panic-message";
 
 async fn boom() -> &'static str {

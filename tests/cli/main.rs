@@ -1,0 +1,10 @@
+//! The real `render-deploy` binary, run as a user runs it: commands, exit codes, output, and
+//! `serve`/`dev` end to end against a real PostgreSQL over loopback.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod blueprint_cli;
+mod check_env;
+mod cli_sign_verify;
+mod service;

@@ -1,0 +1,13 @@
+//! Tests without the binary and without a database: pure logic, and routers driven with
+//! `oneshot` (no socket), the deploy-hook client against a stand-in on loopback.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod blueprint_corpus;
+mod config;
+mod health_cache;
+mod health_routes;
+mod hooks_router;
+mod signature_vectors;
+mod trigger;

@@ -1,0 +1,130 @@
+//! The real binary as a child process whose output is collected, and waits on it that poll
+//! with a deadline (never a fixed sleep).
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::http::{Response, request};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_render-deploy");
+
+/// A running `render-deploy` process whose output is collected.
+pub struct Running {
+    pub child: Child,
+    pub port: u16,
+    pub stdout: Arc<Mutex<String>>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    pub fn start(args: &[&str], env: &[(String, String)]) -> Self {
+        let port = env
+            .iter()
+            .find(|(k, _)| k == "PORT")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start render-deploy");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            port,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Polls `/livez` until it answers 200 (start-up is a wait for a socket, not a sleep).
+    pub fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("exited early with {status}: {}", self.output());
+            }
+            if let Ok(resp) = request(self.port, "GET", "/livez", &[], b"")
+                && resp.status == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("not listening after 20 s: {}", self.output());
+    }
+
+    /// Polls `/health` until it answers `status`.
+    pub fn wait_health(&mut self, status: u16, within: Duration) -> Response {
+        let deadline = Instant::now() + within;
+        loop {
+            let resp = request(self.port, "GET", "/health", &[], b"");
+            if let Ok(resp) = resp {
+                if resp.status == status || Instant::now() > deadline {
+                    return resp;
+                }
+            } else if Instant::now() > deadline {
+                panic!("no /health answer: {}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the process to exit; its status and how long that took.
+    pub fn wait_exit(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("still running after {within:?}: {}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Everything printed so far, both streams.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            self.stdout.lock().unwrap(),
+            self.stderr.lock().unwrap()
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let out = buf.clone();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            out.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    buf
+}
