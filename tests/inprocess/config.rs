@@ -487,14 +487,7 @@ fn dev_needs_only_a_database_url_and_warns_about_each_optional_secret() {
 
 #[test]
 fn debug_of_the_configuration_and_of_its_errors_shows_no_secret() {
-    let canaries = [
-        DB_PASSWORD,
-        OPENAI,
-        TWILIO_TOKEN,
-        HOOK_SECRET,
-        METRICS,
-        HOOK_KEY,
-    ];
+    let canaries = crate::support::canary::IN_ENV;
     let config = Config::from_vars(
         with(&[
             ("METRICS_TOKEN", METRICS),
