@@ -4,11 +4,11 @@
 //! above it: `pool`, `health`, `webhooks`, `replay`, `telemetry` and `server` read their settings
 //! from this module, never the other way round. No default is written here: each comes from the
 //! built-in schema (`src/builtin_schema.toml`), read once through the same typed hand-off as the
-//! environment (see [`super::values`]), so the table, the README and the code cannot drift.
+//! environment (`values`, which also implements `Default` for these types), so the table, the
+//! README and the code cannot drift.
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 /// A word of an `enum` variable that is not one of the accepted values.
@@ -187,34 +187,4 @@ pub(crate) struct Defaults {
     pub(crate) hooks: HookSettings,
     pub(crate) serve: ServeOptions,
     pub(crate) request_timeout: Duration,
-}
-
-/// The built-in schema's defaults, read once. The schema is part of the crate and a unit test
-/// reads every default through this, so the `expect` cannot fire at run time.
-pub(crate) static DEFAULTS: LazyLock<Defaults> = LazyLock::new(|| {
-    super::values::defaults().expect("the built-in schema gives every default the code reads")
-});
-
-impl Default for HealthSettings {
-    fn default() -> Self {
-        DEFAULTS.health.clone()
-    }
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        DEFAULTS.pool.clone()
-    }
-}
-
-impl Default for HookSettings {
-    fn default() -> Self {
-        DEFAULTS.hooks.clone()
-    }
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        DEFAULTS.serve
-    }
 }

@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -242,6 +243,35 @@ impl Values {
             serve: serve?,
             request_timeout: request_timeout?,
         })
+    }
+}
+
+/// The built-in schema's defaults, read once. The schema is part of the crate and a unit test
+/// reads every default through this, so the `expect` cannot fire at run time.
+pub(crate) static DEFAULTS: LazyLock<Defaults> =
+    LazyLock::new(|| defaults().expect("the built-in schema gives every default the code reads"));
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        DEFAULTS.health.clone()
+    }
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        DEFAULTS.pool.clone()
+    }
+}
+
+impl Default for HookSettings {
+    fn default() -> Self {
+        DEFAULTS.hooks.clone()
+    }
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        DEFAULTS.serve
     }
 }
 
