@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -25,7 +24,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use crate::deploy_hook::DeployHookClient;
-use crate::replay::{ReplayStore, ReplayStoreKind};
+use crate::replay::ReplayStore;
 use crate::signature::{self, Scheme, VerifyError, WebhookSecret};
 
 /// The path of the endpoint.
@@ -54,26 +53,8 @@ pub const INVALIDATING_EVENTS: &[&str] = &[
 /// The event type that asks for a deploy through `RENDER_DEPLOY_HOOK_URL`.
 pub const DEPLOY_REQUESTED: &str = "deploy_requested";
 
-/// Settings of the endpoint, from the `WEBHOOK_*` variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookSettings {
-    /// `WEBHOOK_TOLERANCE`: clock difference allowed, both directions (default 300 s).
-    pub tolerance: Duration,
-    /// `WEBHOOK_MAX_BODY`: bytes accepted (default 1 MiB).
-    pub max_body: usize,
-    /// `WEBHOOK_REPLAY_STORE` (default `memory`).
-    pub replay_store: ReplayStoreKind,
-}
-
-impl Default for HookSettings {
-    fn default() -> Self {
-        Self {
-            tolerance: Duration::from_secs(300),
-            max_body: 1_048_576,
-            replay_store: ReplayStoreKind::Memory,
-        }
-    }
-}
+/// The settings are configuration's ([`crate::config`]); re-exported where they are used.
+pub use crate::config::HookSettings;
 
 /// The current time as Unix seconds; injectable so tests control it.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;

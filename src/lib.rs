@@ -38,9 +38,9 @@ pub mod server;
 pub mod signature;
 pub mod telemetry;
 
-pub use config::{Config, DeploymentConfig, configure_render_deployment};
+pub use config::Config;
 pub use pool::PoolManager;
-pub use server::Deployment;
+pub use server::{Deployment, DeploymentConfig, configure_render_deployment};
 
 /// The README's Rust examples, compiled by `cargo test --doc` so that they cannot rot.
 #[cfg(doctest)]

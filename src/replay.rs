@@ -29,15 +29,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-/// Where delivery ids are remembered (`WEBHOOK_REPLAY_STORE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReplayStoreKind {
-    /// In this process (one instance).
-    #[default]
-    Memory,
-    /// A PostgreSQL table shared by all instances.
-    Postgres,
-}
+/// The setting is configuration's ([`crate::config`]); re-exported where it is used.
+pub use crate::config::ReplayStoreKind;
 
 /// A boxed future, so that [`ReplayStore`] can be used as `dyn ReplayStore`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -9,14 +9,8 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Format of the log lines on stdout (`LOG_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One JSON object per line (the default in production).
-    Json,
-    /// Human-readable lines (the default elsewhere).
-    Pretty,
-}
+/// The setting is configuration's ([`crate::config`]); re-exported where it is used.
+pub use crate::config::LogFormat;
 
 /// Installs the log subscriber on stdout, filtered by `RUST_LOG` (default `info`).
 ///

@@ -16,27 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Timeouts of the HTTP server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServeOptions {
-    /// Longest drain after the shutdown signal (`SHUTDOWN_TIMEOUT`).
-    pub shutdown_timeout: Duration,
-    /// Longest time a client may take to send a request's headers.
-    pub header_read_timeout: Duration,
-    /// After the shutdown signal, how long open connections are still served (each response
-    /// closing its connection) before idle ones are closed. Ends early when none are open.
-    pub linger: Duration,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        Self {
-            shutdown_timeout: Duration::from_secs(25),
-            header_read_timeout: Duration::from_secs(10),
-            linger: Duration::from_millis(250),
-        }
-    }
-}
+pub use crate::config::ServeOptions;
 
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

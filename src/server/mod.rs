@@ -28,12 +28,13 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::config::{Config, ConfigErrors, Mode};
+use crate::config::{Config, ConfigErrors, Env, Mode, Problem};
 use crate::deploy_hook::{DeployHookClient, RetryPolicy, TriggerError};
 use crate::health::{self, DatabaseProbe, HealthState, Lifecycle, ProbeError, ServiceInfo};
 use crate::hooks::{self, HookState};
 use crate::pool::{PoolError, PoolManager};
 use crate::replay::{LazyPostgresReplayStore, MemoryReplayStore, ReplayStore, ReplayStoreKind};
+use crate::schema::ProblemKind;
 use crate::telemetry;
 pub use listener::{DrainReport, ServeOptions};
 use middleware::{MiddlewareState, json_error};
@@ -243,6 +244,73 @@ impl Deployment {
                 middleware::around_request,
             ))
     }
+}
+
+/// The original feature's configuration object: what
+/// [`configure_render_deployment`] validated, and the health cache it offers.
+#[derive(Debug)]
+pub struct DeploymentConfig {
+    config: Config,
+}
+
+impl DeploymentConfig {
+    /// The validated configuration (development defaults for everything but the two inputs).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Wraps a user's health check in the cache of contract §1: a healthy result is served for
+    /// `HEALTH_CACHE_TTL` (60 s), an unhealthy one for `HEALTH_FAILURE_TTL`, one probe at a time.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (config, pool) = render_deploy::configure_render_deployment(
+    ///     "postgres://app:secret@localhost/app",
+    ///     "a-deploy-hook-secret-of-at-least-32-bytes",
+    /// )?;
+    /// let health = config.cache_health_check(move || {
+    ///     let pool = pool.clone();
+    ///     async move { pool.get_connection().await.is_ok() }
+    /// });
+    /// let healthy: bool = health.check().await.is_healthy();
+    /// # Ok(()) }
+    /// ```
+    pub fn cache_health_check<R, F, Fut>(&self, check: F) -> health::CachedCheck<R>
+    where
+        R: health::Healthy + Clone + Send + Sync + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = R> + Send + 'static,
+    {
+        health::CachedCheck::new(&self.config.health, check)
+    }
+}
+
+/// The original feature's entry point: validates a database URL and a deploy hook secret
+/// (every problem at once) and builds the connection pool, which connects on first use.
+///
+/// Everything else takes its default (development rules: no other variable is required).
+/// For a whole service configured from the environment, use [`Deployment::from_env`].
+pub fn configure_render_deployment(
+    database_url: &str,
+    deploy_hook_secret: &str,
+) -> Result<(DeploymentConfig, PoolManager), DeploymentError> {
+    let mut env = Env::default();
+    env.set("DATABASE_URL", database_url);
+    env.set("RENDER_DEPLOY_HOOK_SECRET", deploy_hook_secret);
+    let config = Config::from_environment(&env, Mode::Dev)?;
+    if config.deploy_hook_secret.is_none() {
+        // Optional for `dev`; this entry point was given one, so it must be usable.
+        return Err(ConfigErrors {
+            problems: vec![Problem {
+                var: "RENDER_DEPLOY_HOOK_SECRET".to_owned(),
+                problem: "is missing (expected whsec_ + base64, or at least 32 bytes)".to_owned(),
+                kind: ProblemKind::Missing,
+            }],
+        }
+        .into());
+    }
+    let pool = PoolManager::new(&config.database_url, &config.pool)?;
+    Ok((DeploymentConfig { config }, pool))
 }
 
 /// The health probe of the service: one `SELECT 1` through the pool, so that the probe
