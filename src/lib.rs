@@ -11,8 +11,9 @@
 //! - [`database_url`]: a PostgreSQL URL that can only be printed with its password redacted.
 //! - [`signature`]: pure verification and signing of Standard Webhooks and GitHub deliveries.
 //! - [`replay`]: remembering delivery ids (in memory or in PostgreSQL) so nothing runs twice.
-//! - [`deploy_hook`]: the client that calls Render's deploy hook URL, with retries.
-//! - [`hooks`]: the `POST /hooks/deploy` endpoint.
+//! - [`deploy_hook`]: calling Render: the client of its deploy hook URL, with retries.
+//! - [`webhooks`]: receiving signed webhooks: the `POST /hooks/deploy` endpoint.
+//! - [`clock`]: the wall clock as Unix seconds, injectable.
 //! - [`pool`]: the PostgreSQL connection pool (deadpool-postgres), sized from the server.
 //! - [`health`]: the cached, single-flight health check and the `/health`, `/livez` endpoints.
 //! - [`server`]: [`server::Deployment`]: wiring, start-up and graceful shutdown.
@@ -24,11 +25,11 @@
 
 pub mod blueprint;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod database_url;
 pub mod deploy_hook;
 pub mod health;
-pub mod hooks;
 pub mod local_postgres;
 pub mod pool;
 pub mod rehearse;
@@ -37,6 +38,7 @@ pub mod schema;
 pub mod server;
 pub mod signature;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Config;
 pub use pool::PoolManager;

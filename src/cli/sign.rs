@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::hooks::unix_now;
+use crate::clock::unix_now;
 use crate::signature;
 
 /// Arguments of `sign`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::hooks::unix_now;
+use crate::clock::unix_now;
 use crate::signature;
 
 /// Arguments of `verify`.

@@ -42,27 +42,35 @@
 //! unnamed statement) or `simple_query` through PgBouncer. The driver also looks up types that
 //! are not built in (enums, domains, ...) with a named statement it prepares once per connection
 //! and keeps, which a later transaction may not find on its server; it offers no way to drop
-//! that statement, so cast such values to text through PgBouncer (`tests/pool_pgbouncer.rs`).
+//! that statement, so cast such values to text through PgBouncer (`tests/postgres/pool_pgbouncer.rs`).
+//!
+//! # Parts
+//!
+//! This file holds [`PoolManager`] and its checkout; `connector` opens and watches connections,
+//! `maintenance` sizes the pool from the server and runs the sweep, `auth` holds back after
+//! refused credentials, `error` sorts driver errors, `sizing` is the arithmetic of `auto`, and
+//! `tls` maps `sslmode` to rustls.
 
+mod auth;
+mod connector;
+mod error;
+mod maintenance;
 mod sizing;
 mod tls;
 
 use std::fmt;
-use std::future::Future;
-use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
-    ClientWrapper, Hook, HookError, Manager, ManagerConfig, Metrics, QueueMode, RecyclingMethod,
-    Runtime, TimeoutType,
+    Hook, Manager, ManagerConfig, QueueMode, RecyclingMethod, Runtime, TimeoutType,
 };
-use tokio::task::JoinHandle;
-use tokio_postgres::error::SqlState;
-use tokio_postgres_rustls::MakeRustlsConnect;
 
+use auth::AuthBlock;
+use connector::{Connector, Shared, driver_config};
+use error::classify;
+pub use error::{PoolConfigError, PoolError};
 pub use sizing::{PoolSizing, SPARE_CONNECTIONS, ServerFigures};
 
 use crate::database_url::DatabaseUrl;
@@ -79,93 +87,6 @@ impl PoolSettings {
 
     fn cpus(&self) -> u32 {
         self.cpus.unwrap_or_else(sizing::machine_cpus)
-    }
-}
-
-/// Why the pool's configuration cannot work (fix the settings; retrying does not help).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PoolConfigError {
-    /// `DB_POOL_MAX=auto` leaves less than one connection per instance.
-    #[error(
-        "DB_POOL_MAX=auto leaves {budget} connections per instance: (max_connections {max_connections} \
-         − {reserved} reserved − 10 spare) / (2 × {instances} instances, doubled for deploys) is below 1 \
-         (raise the server's max_connections, lower DB_POOL_INSTANCES, or set DB_POOL_MAX to a number)"
-    )]
-    BudgetBelowOne {
-        /// The server's `max_connections`.
-        max_connections: u32,
-        /// Connections the server reserves.
-        reserved: u32,
-        /// `DB_POOL_INSTANCES`.
-        instances: u32,
-        /// The computed budget.
-        budget: i64,
-    },
-    /// `DB_POOL_MAX=0`.
-    #[error("DB_POOL_MAX is 0 (expected at least 1, or auto)")]
-    ZeroSize,
-    /// The `sslrootcert` file cannot be used.
-    #[error("sslrootcert {path}: {reason}")]
-    RootCertificate {
-        /// The file named by the URL.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// rustls refused the TLS set-up.
-    #[error("TLS set-up failed: {0}")]
-    Tls(String),
-    /// The database named in the URL does not exist on the server.
-    #[error("the database does not exist on the server: {0}")]
-    UnknownDatabase(String),
-}
-
-/// Why no connection was handed out. No variant carries the password.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PoolError {
-    /// Every connection stayed in use for the whole `DB_POOL_TIMEOUT`: the pool is exhausted.
-    #[error(
-        "no database connection became free within {waited:?} (all {size} connections of the pool are in use)"
-    )]
-    Timeout {
-        /// How long the caller waited.
-        waited: Duration,
-        /// The pool size.
-        size: usize,
-    },
-    /// The database cannot be reached or dropped the connection (it may come back).
-    #[error("the database is unavailable: {reason}")]
-    Unavailable {
-        /// The driver's reason, redacted.
-        reason: String,
-    },
-    /// The server refused the user name or password. Retrying will not help until the
-    /// credentials change, so for a while further checkouts fail at once without connecting.
-    #[error("the database refused the user name or password in DATABASE_URL: {reason}")]
-    Authentication {
-        /// The server's message, redacted.
-        reason: String,
-    },
-    /// The TLS handshake failed, typically because the certificate was refused.
-    #[error("TLS with the database failed (sslmode={sslmode}): {reason}")]
-    Tls {
-        /// The URL's `sslmode`.
-        sslmode: &'static str,
-        /// rustls' reason.
-        reason: String,
-    },
-    /// The settings cannot work.
-    #[error("invalid pool configuration: {0}")]
-    Configuration(#[from] PoolConfigError),
-    /// [`PoolManager::close`] was called.
-    #[error("the connection pool is closed")]
-    Closed,
-}
-
-impl PoolError {
-    /// Whether waiting and trying again may succeed (the database is away or busy).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
     }
 }
 
@@ -188,144 +109,6 @@ pub struct PoolStatus {
     pub errors: u64,
 }
 
-type Listener = Arc<dyn Fn() + Send + Sync>;
-
-/// Longest pause between connection attempts after the server refused the credentials.
-const AUTH_BACKOFF_MAX: Duration = Duration::from_secs(30);
-const AUTH_BACKOFF_FIRST: Duration = Duration::from_secs(1);
-
-/// State shared by the manager, the connector's connection tasks and the recycle hooks.
-struct Shared {
-    url: DatabaseUrl,
-    settings: PoolSettings,
-    /// Reference for `last_failure`.
-    epoch: Instant,
-    /// Nanoseconds after `epoch` of the latest connection failure, plus one; 0 = none yet.
-    last_failure: AtomicU64,
-    listeners: RwLock<Vec<Listener>>,
-    timeouts: AtomicU64,
-    errors: AtomicU64,
-}
-
-impl Shared {
-    /// Records a connection failure: later checkouts verify, listeners are told.
-    fn note_failure(&self, what: &str, error: &dyn fmt::Display) {
-        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-        self.last_failure.store(nanos + 1, Ordering::Release);
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("render_deploy_pool_errors_total").increment(1);
-        tracing::warn!(
-            target: "render_deploy::pool",
-            error = %self.url.redact_text(&error.to_string()),
-            "{what}"
-        );
-        // Call outside the lock, so a listener may subscribe another.
-        let listeners: Vec<Listener> = match self.listeners.read() {
-            Ok(l) => l.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        for listener in listeners {
-            listener();
-        }
-    }
-
-    /// Whether a failure was seen at or after `since`.
-    fn failure_since(&self, since: Instant) -> bool {
-        let stored = self.last_failure.load(Ordering::Acquire);
-        if stored == 0 {
-            return false;
-        }
-        let failure = self.epoch + Duration::from_nanos(stored - 1);
-        failure >= since
-    }
-
-    /// deadpool's `post_recycle` hook: retire old connections, check stale ones.
-    fn verify<'a>(
-        self: Arc<Self>,
-        client: &'a mut ClientWrapper,
-        metrics: &'a Metrics,
-    ) -> Pin<Box<dyn Future<Output = Result<(), HookError>> + Send + 'a>> {
-        Box::pin(async move {
-            if metrics.age() >= self.settings.max_lifetime {
-                metrics::counter!("render_deploy_pool_retired_total").increment(1);
-                return Err(HookError::message("retired: older than DB_MAX_LIFETIME"));
-            }
-            let last_use = metrics.recycled.unwrap_or(metrics.created);
-            if last_use.elapsed() < self.settings.recheck_after && !self.failure_since(last_use) {
-                // Yield once to the I/O driver first: a server that closed this connection
-                // a moment ago has its EOF or FATAL message waiting in the socket, and the
-                // connection's task must see it before we trust `is_closed` (otherwise a task
-                // that held the thread meanwhile could be handed a dead connection).
-                tokio::task::yield_now().await;
-                if !client.is_closed() {
-                    return Ok(());
-                }
-                return Err(HookError::message("closed by the server"));
-            }
-            metrics::counter!("render_deploy_pool_checks_total").increment(1);
-            // The empty query is the cheapest round trip there is, and PgBouncer passes it on
-            // in any pool mode.
-            match tokio::time::timeout(self.settings.check_timeout(), client.simple_query("")).await
-            {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => {
-                    self.note_failure("a pooled connection failed its check; replacing it", &e);
-                    Err(HookError::Backend(e))
-                }
-                Err(_) => {
-                    let timeout = self.settings.check_timeout();
-                    self.note_failure(
-                        "a pooled connection did not answer its check; replacing it",
-                        &format_args!("no answer within {timeout:?}"),
-                    );
-                    Err(HookError::message("check timed out"))
-                }
-            }
-        })
-    }
-}
-
-/// Opens connections with this crate's TLS and watches each one's background task, so that a
-/// connection the server or the network drops is noticed at once (not at its next checkout).
-struct Connector {
-    tls: MakeRustlsConnect,
-    shared: Arc<Shared>,
-}
-
-type ConnectFuture<'a> = Pin<
-    Box<
-        dyn Future<Output = Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error>>
-            + Send
-            + 'a,
-    >,
->;
-
-impl deadpool_postgres::Connect for Connector {
-    fn connect(&self, pg_config: &tokio_postgres::Config) -> ConnectFuture<'_> {
-        let tls = self.tls.clone();
-        let pg_config = pg_config.clone();
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            match pg_config.connect(tls).await {
-                Ok((client, connection)) => {
-                    let task = tokio::spawn(async move {
-                        // Ends with Ok when the pool drops the client; an error means the
-                        // server or the network ended it under us.
-                        if let Err(e) = connection.await {
-                            shared.note_failure("a database connection was lost", &e);
-                        }
-                    });
-                    Ok((client, task))
-                }
-                Err(e) => {
-                    shared.note_failure("could not open a database connection", &e);
-                    Err(e)
-                }
-            }
-        })
-    }
-}
-
 /// The pool size state for `DB_POOL_MAX=auto`.
 #[derive(Debug, Clone)]
 enum SizingState {
@@ -335,12 +118,6 @@ enum SizingState {
     Known(PoolSizing),
     /// The server's figures make `auto` impossible.
     Failed(PoolConfigError),
-}
-
-struct AuthBlock {
-    until: Instant,
-    backoff: Duration,
-    error: PoolError,
 }
 
 struct Inner {
@@ -632,156 +409,6 @@ impl PoolManager {
             }
         }
     }
-
-    fn auth_blocked(&self) -> Option<PoolError> {
-        if !self.inner.auth_blocked.load(Ordering::Acquire) {
-            return None;
-        }
-        let block = lock(&self.inner.auth);
-        block
-            .as_ref()
-            .filter(|b| Instant::now() < b.until)
-            .map(|b| b.error.clone())
-    }
-
-    fn block_auth(&self, error: &PoolError) {
-        let mut block = lock(&self.inner.auth);
-        let backoff = block.as_ref().map_or(AUTH_BACKOFF_FIRST, |b| {
-            (b.backoff * 2).min(AUTH_BACKOFF_MAX)
-        });
-        tracing::error!(
-            target: "render_deploy::pool",
-            error = %error,
-            retry_in = ?backoff,
-            "the database refused the credentials; not trying again before the back-off"
-        );
-        self.inner.auth_blocked.store(true, Ordering::Release);
-        *block = Some(AuthBlock {
-            until: Instant::now() + backoff,
-            backoff,
-            error: error.clone(),
-        });
-    }
-
-    fn clear_auth_block(&self) {
-        if !self.inner.auth_blocked.load(Ordering::Acquire) {
-            return;
-        }
-        let mut block = lock(&self.inner.auth);
-        *block = None;
-        self.inner.auth_blocked.store(false, Ordering::Release);
-    }
-
-    /// Reads the server's figures on `conn` and resizes (once; later calls return the result).
-    async fn size_from(&self, conn: &PooledConnection) -> Result<PoolSizing, PoolError> {
-        match &*lock(&self.inner.sizing) {
-            SizingState::Known(s) => return Ok(s.clone()),
-            SizingState::Failed(e) => return Err(e.clone().into()),
-            SizingState::Unknown => {}
-        }
-        let shared = &self.inner.shared;
-        let settings = &shared.settings;
-        let figures = tokio::time::timeout(settings.connect_timeout, sizing::read_server(conn))
-            .await
-            .map_err(|_| PoolError::Unavailable {
-                reason: "the server did not answer the sizing query in time".into(),
-            })?
-            .map_err(|e| classify(&shared.url, &e))?;
-        let chosen = sizing::choose(settings.max, figures, settings.cpus(), settings.instances);
-        let mut state = lock(&self.inner.sizing);
-        // Another task may have sized the pool meanwhile; the figures are the same.
-        if let SizingState::Known(s) = &*state {
-            return Ok(s.clone());
-        }
-        match chosen {
-            Ok(sizing) => {
-                self.inner.pool.resize(sizing.chosen);
-                if sizing.exceeds_budget() {
-                    tracing::warn!(target: "render_deploy::pool", "{sizing}");
-                } else {
-                    tracing::info!(
-                        target: "render_deploy::pool",
-                        pool_size = sizing.chosen,
-                        max_connections = sizing.max_connections,
-                        reserved = sizing.reserved,
-                        cpus = sizing.cpus,
-                        instances = sizing.instances,
-                        server_version = %sizing.server_version,
-                        "{sizing}"
-                    );
-                }
-                *state = SizingState::Known(sizing.clone());
-                self.inner.sized.store(true, Ordering::Release);
-                Ok(sizing)
-            }
-            Err(e) => {
-                tracing::error!(target: "render_deploy::pool", "{e}");
-                *state = SizingState::Failed(e.clone());
-                self.inner.sized.store(true, Ordering::Release);
-                Err(e.into())
-            }
-        }
-    }
-
-    /// Opens connections until `DB_POOL_MIN_IDLE` (at most the pool size) are idle. Never
-    /// waits for a busy pool: a pool whose connections are all in use has nothing to keep idle.
-    async fn fill_min_idle(&self) -> Result<(), PoolError> {
-        let pool = &self.inner.pool;
-        let status = pool.status();
-        let want = self.inner.shared.settings.min_idle.min(status.max_size);
-        if status.available >= want {
-            return Ok(());
-        }
-        let mut timeouts = pool.timeouts();
-        timeouts.wait = Some(Duration::ZERO);
-        // Holding them all at once forces new connections instead of reusing one.
-        let mut held = Vec::with_capacity(want);
-        for _ in 0..want {
-            match pool.timeout_get(&timeouts).await {
-                Ok(object) => held.push(object),
-                Err(deadpool_postgres::PoolError::Timeout(TimeoutType::Wait)) => break,
-                Err(e) => return Err(self.pool_error(e, Instant::now())),
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts the sweep that retires old connections and keeps `DB_POOL_MIN_IDLE` (once).
-    fn start_maintenance(&self) {
-        if self.inner.maintenance.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.inner.maintenance.store(false, Ordering::Release);
-            return;
-        };
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let max_lifetime = self.inner.shared.settings.max_lifetime;
-        let every = (max_lifetime / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-        runtime.spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { break };
-                if inner.pool.is_closed() {
-                    break;
-                }
-                let retired = inner
-                    .pool
-                    .retain(|client, m| m.age() < max_lifetime && !client.is_closed())
-                    .removed
-                    .len();
-                if retired > 0 {
-                    metrics::counter!("render_deploy_pool_retired_total").increment(retired as u64);
-                }
-                let manager = PoolManager { inner };
-                // A failure here is already counted and logged by the connector.
-                let _ = manager.fill_min_idle().await;
-                manager.status();
-            }
-        });
-    }
 }
 
 /// A pooled connection: derefs to a [`tokio_postgres::Client`] and goes back to the pool when
@@ -816,71 +443,6 @@ impl fmt::Debug for PooledConnection {
             .field("closed", &self.object.is_closed())
             .finish_non_exhaustive()
     }
-}
-
-/// The driver configuration: the URL's, plus the timeouts and TCP settings of this pool.
-fn driver_config(url: &DatabaseUrl, settings: &PoolSettings) -> tokio_postgres::Config {
-    let mut config = url.pg_config();
-    config.connect_timeout(settings.connect_timeout);
-    // Keepalives notice a peer that vanished while the connection is idle (about 30 s +
-    // 3 × 5 s); tcp_user_timeout one that vanished with our data unacknowledged (a query in
-    // flight), which keepalives alone would take minutes of retransmissions to give up on.
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30))
-        .keepalives_interval(Duration::from_secs(5))
-        .keepalives_retries(3)
-        .tcp_user_timeout(Duration::from_secs(30).max(settings.connect_timeout));
-    if config.get_application_name().is_none() {
-        config.application_name("render-deploy");
-    }
-    config
-}
-
-/// Sorts a driver error into what a caller can act on; the text is redacted.
-fn classify(url: &DatabaseUrl, e: &tokio_postgres::Error) -> PoolError {
-    let reason = url.redact_text(&crate::telemetry::error_chain(e));
-    if let Some(db) = e.as_db_error() {
-        let code = db.code();
-        if code == &SqlState::INVALID_PASSWORD
-            || code == &SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-        {
-            return PoolError::Authentication { reason };
-        }
-        if code == &SqlState::INVALID_CATALOG_NAME {
-            return PoolConfigError::UnknownDatabase(reason).into();
-        }
-        return PoolError::Unavailable { reason };
-    }
-    if is_tls_error(e) {
-        return PoolError::Tls {
-            sslmode: url.sslmode().as_str(),
-            reason,
-        };
-    }
-    // Client-side authentication failures (e.g. no password in the URL, SCRAM refused).
-    if reason.starts_with("authentication error") || reason.contains("password missing") {
-        return PoolError::Authentication { reason };
-    }
-    PoolError::Unavailable { reason }
-}
-
-fn is_tls_error(e: &tokio_postgres::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<rustls::Error>() {
-            return true;
-        }
-        let io_wrapped = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .is_some_and(|inner| inner.is::<rustls::Error>());
-        if io_wrapped {
-            return true;
-        }
-        source = err.source();
-    }
-    e.to_string().starts_with("error performing TLS handshake")
 }
 
 fn publish(status: &PoolStatus) {

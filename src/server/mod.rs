@@ -31,11 +31,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::config::{Config, ConfigErrors, Env, Mode, Problem};
 use crate::deploy_hook::{DeployHookClient, RetryPolicy, TriggerError};
 use crate::health::{self, DatabaseProbe, HealthState, Lifecycle, ProbeError, ServiceInfo};
-use crate::hooks::{self, HookState};
 use crate::pool::{PoolError, PoolManager};
 use crate::replay::{LazyPostgresReplayStore, MemoryReplayStore, ReplayStore, ReplayStoreKind};
 use crate::schema::ProblemKind;
 use crate::telemetry;
+use crate::webhooks::{self, HookState};
 pub use listener::{DrainReport, ServeOptions};
 use middleware::{MiddlewareState, json_error};
 
@@ -165,7 +165,7 @@ impl Deployment {
             instance: self.info.instance.to_string(),
         };
         let mut router = health::router(self.health.clone())
-            .merge(hooks::router(self.hooks.clone()))
+            .merge(webhooks::router(self.hooks.clone()))
             .route("/", get(routes::root).with_state(root));
         if let Some(token) = &self.config.metrics_token {
             let pool = Arc::clone(&self.pool);

@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use render_deploy::deploy_hook::{DeployHookClient, DeployHookUrl, RetryPolicy};
-use render_deploy::hooks::{HookSettings, HookState, router};
 use render_deploy::replay::MemoryReplayStore;
 use render_deploy::signature::{WebhookSecret, sign_github, sign_standard};
+use render_deploy::webhooks::{HookSettings, HookState, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use render_deploy::hooks::{HookSettings, HookState, router};
 use render_deploy::local_postgres::LocalPostgres;
 use render_deploy::replay::{PostgresReplayStore, REPLAY_TABLE, ReplayStore, ReplayStoreKind};
 use render_deploy::signature::{WebhookSecret, sign_standard};
+use render_deploy::webhooks::{HookSettings, HookState, router};
 use tower::ServiceExt;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -1,4 +1,5 @@
-//! The `POST /hooks/deploy` endpoint: signed deliveries, replay protection, actions.
+//! Receiving webhooks: the `POST /hooks/deploy` endpoint (signed deliveries, replay protection,
+//! actions). Calling Render is [`crate::deploy_hook`]'s job, not this one's.
 //!
 //! The order of the checks is the contract (§4.1): not configured → 503; body over
 //! `WEBHOOK_MAX_BODY` → 413 (the body is read with a limit, never whole); signature over the raw
@@ -10,12 +11,15 @@
 //! one delivery at the same moment cannot both act; if the action fails (the deploy hook could
 //! not be reached) the claim is released and the answer is 502, so the sender's retry is acted
 //! upon. See [`crate::replay`] for what that means when a process dies mid-action.
+//!
+//! The handler (`receive`) reads as that order, one step a line; every refusal is one variant of
+//! `Refusal`, whose status, JSON message, metric label and log line are declared once (`refusal`).
 
 use std::fmt;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,9 +27,13 @@ use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
+mod refusal;
+
+pub use crate::clock::{Clock, system_clock};
 use crate::deploy_hook::DeployHookClient;
 use crate::replay::ReplayStore;
 use crate::signature::{self, Scheme, VerifyError, WebhookSecret};
+use refusal::Refusal;
 
 /// The path of the endpoint.
 pub const PATH: &str = "/hooks/deploy";
@@ -55,22 +63,6 @@ pub const DEPLOY_REQUESTED: &str = "deploy_requested";
 
 /// The settings are configuration's ([`crate::config`]); re-exported where they are used.
 pub use crate::config::HookSettings;
-
-/// The current time as Unix seconds; injectable so tests control it.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-/// The system clock as a [`Clock`].
-pub fn system_clock() -> Clock {
-    Arc::new(unix_now)
-}
-
-/// The current Unix time in seconds (0 if the system clock is before 1970).
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// Everything the endpoint needs.
 #[derive(Clone)]
@@ -182,146 +174,177 @@ pub fn router(state: HookState) -> Router {
         .with_state(Arc::new(state))
 }
 
-fn count(outcome: &'static str) {
-    metrics::counter!(DELIVERIES_METRIC, "outcome" => outcome).increment(1);
+/// A delivery that was not refused.
+#[derive(Debug)]
+enum Answer {
+    /// Acted upon: 202.
+    Accepted {
+        id: String,
+        scheme: Scheme,
+        action: Action,
+        deploy_id: Option<String>,
+    },
+    /// Seen before: 200, not acted upon again.
+    Duplicate { id: String },
 }
 
-fn answer(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, axum::Json(body)).into_response()
+impl Answer {
+    fn record(&self) {
+        let outcome = match self {
+            Answer::Accepted {
+                id,
+                scheme,
+                action,
+                deploy_id,
+            } => {
+                tracing::info!(id = %id, scheme = scheme.as_str(), action = action.as_str(), deploy_id = ?deploy_id, "deploy hook: delivery accepted");
+                "accepted"
+            }
+            Answer::Duplicate { id } => {
+                tracing::info!(id = %id, "deploy hook: duplicate delivery, not acted upon");
+                "duplicate"
+            }
+        };
+        metrics::counter!(DELIVERIES_METRIC, "outcome" => outcome).increment(1);
+    }
 }
 
-fn error(status: StatusCode, outcome: &'static str, message: &str) -> Response {
-    count(outcome);
-    answer(status, json!({ "error": message }))
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Accepted {
+                id,
+                action,
+                deploy_id,
+                ..
+            } => {
+                let mut body = json!({ "status": "accepted", "id": id, "action": action.as_str() });
+                if let Some(deploy_id) = deploy_id {
+                    body["deploy_id"] = json!(deploy_id);
+                }
+                (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+            }
+            Answer::Duplicate { .. } => {
+                (StatusCode::OK, axum::Json(json!({ "status": "duplicate" }))).into_response()
+            }
+        }
+    }
 }
 
+/// Every answer is logged and counted here, once.
 async fn deliver(State(state): State<Arc<HookState>>, headers: HeaderMap, body: Body) -> Response {
-    let Some(secret) = state.secret.clone() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_configured",
-            "deploy hooks are not configured",
-        );
-    };
+    match receive(&state, &headers, body).await {
+        Ok(answer) => {
+            answer.record();
+            answer.into_response()
+        }
+        Err(refusal) => {
+            refusal.record();
+            refusal.into_response()
+        }
+    }
+}
 
-    let max = state.settings.max_body;
-    // A declared length over the limit is refused before a byte of the body is read.
+/// The contract's checks (§4.1), in its order; the first that fails is the answer.
+async fn receive(state: &HookState, headers: &HeaderMap, body: Body) -> Result<Answer, Refusal> {
+    let secret = state.secret.as_deref().ok_or(Refusal::NotConfigured)?;
+    let body = read_body(headers, body, state.settings.max_body).await?;
+    let now = (state.clock)();
+    let (scheme, id) = verify(secret, headers, &body, now, state.settings.tolerance)?;
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return Err(Refusal::NotJson { id });
+    };
+    let action = Action::for_delivery(scheme, headers, &payload);
+    // Checked before the claim, so the delivery can be retried once the URL is set.
+    let deploy_hook = match (action, &state.deploy_hook) {
+        (Action::TriggerDeploy, None) => return Err(Refusal::DeployHookUrlNotConfigured { id }),
+        (_, client) => client.as_ref(),
+    };
+    if !claim(state, &id, now).await? {
+        return Ok(Answer::Duplicate { id });
+    }
+    let deploy_id = match (action, deploy_hook) {
+        (Action::InvalidateHealthCache, _) => {
+            (state.on_deploy_event)();
+            None
+        }
+        (Action::TriggerDeploy, Some(client)) => trigger(state, client, &id).await?,
+        _ => None,
+    };
+    Ok(Answer::Accepted {
+        id,
+        scheme,
+        action,
+        deploy_id,
+    })
+}
+
+/// The body, read with a limit: a declared length over it is refused before a byte is read.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Refusal> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max as u64) {
-        return too_large(max);
+        return Err(Refusal::BodyTooLarge { max });
     }
-    let body = match Limited::new(body, max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_large(max),
-        Err(e) => {
-            tracing::warn!(error = %e, "deploy hook: reading the body failed");
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                "could not read the body",
-            );
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Refusal::BodyTooLarge { max })
         }
-    };
-
-    let now = (state.clock)();
-    let verified = signature::verify(&secret, &headers, &body, now, state.settings.tolerance)
-        .and_then(|v| match v.id.map(str::to_owned) {
-            Some(id) => Ok((v, id)),
-            // GitHub's delivery id is optional for offline `verify`, required here: without it
-            // a replay could not be recognised.
-            None => Err(VerifyError::MissingHeader(signature::GITHUB_DELIVERY)),
-        });
-    let (verified, id) = match verified {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(reason = e.reason(), error = %e, "deploy hook: delivery refused");
-            metrics::counter!(SIGNATURE_FAILURES_METRIC, "reason" => e.reason()).increment(1);
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_signature",
-                "invalid signature",
-            );
-        }
-    };
-
-    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        tracing::warn!(id = %id, "deploy hook: signed body is not JSON");
-        return error(StatusCode::BAD_REQUEST, "not_json", "body is not JSON");
-    };
-    let action = Action::for_delivery(verified.scheme, &headers, &payload);
-    if action == Action::TriggerDeploy && state.deploy_hook.is_none() {
-        // Checked before the claim, so the delivery can be retried once the URL is set.
-        tracing::warn!(id = %id, "deploy hook: deploy requested but RENDER_DEPLOY_HOOK_URL is not set");
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_configured",
-            "deploy hook URL is not configured",
-        );
+        Err(e) => Err(Refusal::BadBody(e.to_string())),
     }
-
-    match state.replay.check_and_insert(&id, now).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::info!(id = %id, "deploy hook: duplicate delivery, not acted upon");
-            count("duplicate");
-            return answer(StatusCode::OK, json!({ "status": "duplicate" }));
-        }
-        Err(e) => {
-            tracing::error!(id = %id, error = %e, source = ?std::error::Error::source(&e).map(ToString::to_string), "deploy hook: replay store unavailable");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "replay store unavailable",
-            );
-        }
-    }
-
-    let mut deploy_id = None;
-    match action {
-        Action::InvalidateHealthCache => (state.on_deploy_event)(),
-        Action::TriggerDeploy => {
-            let Some(client) = state.deploy_hook.as_ref() else {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_configured",
-                    "deploy hook URL is not configured",
-                );
-            };
-            match client.trigger().await {
-                Ok(triggered) => deploy_id = triggered.deploy_id,
-                Err(e) => {
-                    tracing::error!(id = %id, error = %e, "deploy hook: triggering the deploy failed");
-                    if let Err(release) = state.replay.release(&id).await {
-                        tracing::error!(id = %id, error = %release, "deploy hook: could not release the claim; a retry will be answered as duplicate");
-                    }
-                    return error(
-                        StatusCode::BAD_GATEWAY,
-                        "action_failed",
-                        "triggering the deploy failed",
-                    );
-                }
-            }
-        }
-        Action::None => {}
-    }
-
-    tracing::info!(id = %id, scheme = verified.scheme.as_str(), action = action.as_str(), deploy_id = ?deploy_id, "deploy hook: delivery accepted");
-    count("accepted");
-    let mut body = json!({ "status": "accepted", "id": id, "action": action.as_str() });
-    if let Some(deploy_id) = deploy_id {
-        body["deploy_id"] = json!(deploy_id);
-    }
-    answer(StatusCode::ACCEPTED, body)
 }
 
-fn too_large(max: usize) -> Response {
-    tracing::warn!(max_body = max, "deploy hook: body over WEBHOOK_MAX_BODY");
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        "body too large",
-    )
+/// The signature over the raw bytes, and the delivery id it vouches for.
+fn verify(
+    secret: &WebhookSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    tolerance: std::time::Duration,
+) -> Result<(Scheme, String), Refusal> {
+    let verified = signature::verify(secret, headers, body, now, tolerance)
+        .map_err(Refusal::InvalidSignature)?;
+    match verified.id {
+        Some(id) => Ok((verified.scheme, id.to_owned())),
+        // GitHub's delivery id is optional for offline `verify`, required here: without it a
+        // replay could not be recognised.
+        None => Err(Refusal::InvalidSignature(VerifyError::MissingHeader(
+            signature::GITHUB_DELIVERY,
+        ))),
+    }
+}
+
+/// Claims the id in the replay store: `false` when it was seen before.
+async fn claim(state: &HookState, id: &str, now: i64) -> Result<bool, Refusal> {
+    state
+        .replay
+        .check_and_insert(id, now)
+        .await
+        .map_err(|error| Refusal::StoreUnavailable {
+            id: id.to_owned(),
+            error,
+        })
+}
+
+/// Starts a deploy; on failure the claim is released so that the sender's retry is acted upon.
+async fn trigger(
+    state: &HookState,
+    client: &DeployHookClient,
+    id: &str,
+) -> Result<Option<String>, Refusal> {
+    match client.trigger().await {
+        Ok(triggered) => Ok(triggered.deploy_id),
+        Err(error) => {
+            if let Err(release) = state.replay.release(id).await {
+                tracing::error!(id = %id, error = %release, "deploy hook: could not release the claim; a retry will be answered as duplicate");
+            }
+            Err(Refusal::ActionFailed {
+                id: id.to_owned(),
+                error,
+            })
+        }
+    }
 }
