@@ -16,7 +16,8 @@
 //! - [`proxy`]: the front proxy that routes each new request to a current instance and tags the
 //!   response with the instance that served it.
 //! - [`load`]: the open-loop load generator.
-//! - [`report`]: what happened ([`Rehearsal`]), and the table printed on stdout.
+//! - [`report`]: what happened ([`Rehearsal`]) and its statistics.
+//! - `text`: the same, as the table printed on stdout.
 //! - [`html`]: the same, as one self-contained page with timeline charts.
 
 use std::ffi::OsString;
@@ -29,6 +30,7 @@ pub mod load;
 pub mod orchestrator;
 pub mod proxy;
 pub mod report;
+mod text;
 
 pub use orchestrator::rehearse;
 pub use report::{
