@@ -24,6 +24,7 @@
 //! - [`cli`]: the command-line program; `main.rs` only calls [`cli::main`].
 
 pub mod blueprint;
+#[doc(hidden)]
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -32,7 +33,7 @@ pub mod deploy_hook;
 pub mod health;
 pub mod local_postgres;
 pub mod pool;
-pub mod rehearse;
+pub(crate) mod rehearse;
 pub mod replay;
 pub mod schema;
 pub mod server;
@@ -47,4 +48,4 @@ pub use server::{Deployment, DeploymentConfig, configure_render_deployment};
 /// The README's Rust examples, compiled by `cargo test --doc` so that they cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+pub(crate) struct ReadmeDoctests;

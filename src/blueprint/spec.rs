@@ -54,7 +54,7 @@ pub(crate) struct Obj {
 
 impl Obj {
     /// Every field: the shared groups in their order, then the object's own.
-    pub fn all_fields(&self) -> impl Iterator<Item = &'static Field> + '_ {
+    pub(crate) fn all_fields(&self) -> impl Iterator<Item = &'static Field> + '_ {
         self.shared
             .iter()
             .flat_map(|group| group.iter())
@@ -93,13 +93,13 @@ const fn int_min(min: i64) -> Ty {
 }
 
 /// Regions Render documents.
-pub const REGIONS: &[&str] = &["oregon", "ohio", "frankfurt", "singapore", "virginia"];
+pub(crate) const REGIONS: &[&str] = &["oregon", "ohio", "frankfurt", "singapore", "virginia"];
 /// Runtimes of a service.
-pub const RUNTIMES: &[&str] = &[
+pub(crate) const RUNTIMES: &[&str] = &[
     "docker", "elixir", "go", "image", "node", "python", "ruby", "rust", "static",
 ];
 /// Plans of a web service, private service or background worker.
-pub const SERVER_PLANS: &[&str] = &[
+pub(crate) const SERVER_PLANS: &[&str] = &[
     "free",
     "starter",
     "standard",
@@ -157,7 +157,7 @@ const KEY_VALUE_PLANS: &[&str] = &[
     "50g",
 ];
 /// Plans of a Render Postgres database.
-pub const POSTGRES_PLANS: &[&str] = &[
+pub(crate) const POSTGRES_PLANS: &[&str] = &[
     "free",
     "starter",
     "standard",
@@ -210,7 +210,7 @@ pub const POSTGRES_PLANS: &[&str] = &[
     "128c-1024g",
 ];
 /// The properties of a database that `fromDatabase` can read.
-pub const DATABASE_PROPERTIES: &[&str] = &[
+pub(crate) const DATABASE_PROPERTIES: &[&str] = &[
     "connectionString",
     "connectionPoolString",
     "host",

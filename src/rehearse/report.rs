@@ -42,7 +42,7 @@ impl FailureCause {
     }
 
     /// The cause named by a [`token`](Self::token) (`ServerError` is not carried by a token).
-    pub fn from_token(token: &str) -> Option<Self> {
+    pub(crate) fn from_token(token: &str) -> Option<Self> {
         Some(match token {
             "connect-refused" => FailureCause::ConnectRefused,
             "connect-failed" => FailureCause::ConnectFailed,
@@ -71,7 +71,7 @@ impl fmt::Display for FailureCause {
 
 /// How one request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The instance answered with this status.
     Response(u16),
     /// No (usable) response.
@@ -91,7 +91,7 @@ impl Outcome {
 
 /// One request of the load.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestRecord {
+pub(crate) struct RequestRecord {
     /// When it was sent.
     pub start: Duration,
     /// When its response was complete, or it failed.
@@ -113,7 +113,7 @@ impl RequestRecord {
 
 /// A phase of the deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PhaseKind {
+pub(crate) enum PhaseKind {
     /// Only the old instances serve; nothing has started yet.
     Before,
     /// The new instance is starting and being probed; the old one still serves.
@@ -151,7 +151,7 @@ impl PhaseKind {
 
 /// One span of time in one phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Phase {
+pub(crate) struct Phase {
     /// Which phase.
     pub kind: PhaseKind,
     /// The step of a rolling deploy it belongs to (1-based; 0 for before and after).
@@ -164,7 +164,7 @@ pub struct Phase {
 
 /// Whether an instance was there before the deploy or brought by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Serving before the deploy.
     Old,
     /// Started by the deploy.
@@ -173,7 +173,7 @@ pub enum Role {
 
 /// How an instance's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceExit {
+pub(crate) enum InstanceExit {
     /// It exited with this code.
     Code(i32),
     /// A signal ended it.
@@ -194,7 +194,7 @@ impl fmt::Display for InstanceExit {
 
 /// The life of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceReport {
+pub(crate) struct InstanceReport {
     /// Its name (`old-1`, `new-1`, …), also given to it as `RENDER_INSTANCE_ID`.
     pub name: String,
     /// Old or new.
@@ -227,12 +227,12 @@ pub struct InstanceReport {
 
 impl InstanceReport {
     /// Whether it did not exit within the shutdown delay after SIGTERM.
-    pub fn needed_sigkill(&self) -> bool {
+    pub(crate) fn needed_sigkill(&self) -> bool {
         self.sigkill_at.is_some()
     }
 
     /// Whether it exited before anyone asked it to.
-    pub fn exited_on_its_own(&self) -> bool {
+    pub(crate) fn exited_on_its_own(&self) -> bool {
         match (self.exit, self.sigterm_at) {
             (Some((at, _)), Some(term)) => at < term,
             (Some(_), None) => true,
@@ -243,7 +243,7 @@ impl InstanceReport {
 
 /// A deploy that did not complete: the new instance never became healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeployFailure {
+pub(crate) struct DeployFailure {
     /// The new instance.
     pub instance: String,
     /// When the deploy gave up.
@@ -285,7 +285,7 @@ pub struct Rehearsal {
 
 /// Latency figures of a group of requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PhaseStats {
+pub(crate) struct PhaseStats {
     /// Requests sent.
     pub sent: usize,
     /// Requests failed.
@@ -328,7 +328,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 impl Rehearsal {
     /// Requests that failed.
-    pub fn failed_requests(&self) -> usize {
+    pub(crate) fn failed_requests(&self) -> usize {
         self.requests
             .iter()
             .filter(|r| r.outcome.failure().is_some())
@@ -336,7 +336,7 @@ impl Rehearsal {
     }
 
     /// Failed requests by cause, most frequent first.
-    pub fn failures_by_cause(&self) -> Vec<(FailureCause, usize)> {
+    pub(crate) fn failures_by_cause(&self) -> Vec<(FailureCause, usize)> {
         let mut counts = BTreeMap::new();
         for cause in self.requests.iter().filter_map(|r| r.outcome.failure()) {
             *counts.entry(cause).or_insert(0usize) += 1;
@@ -347,7 +347,7 @@ impl Rehearsal {
     }
 
     /// The phase a moment belongs to (the last phase for moments after the end).
-    pub fn phase_at(&self, t: Duration) -> Option<&Phase> {
+    pub(crate) fn phase_at(&self, t: Duration) -> Option<&Phase> {
         self.phases
             .iter()
             .find(|p| t >= p.start && t < p.end)
@@ -356,7 +356,7 @@ impl Rehearsal {
     }
 
     /// Latency figures per kind of phase, for the kinds that saw requests, in deploy order.
-    pub fn stats_by_phase(&self) -> Vec<(PhaseKind, PhaseStats)> {
+    pub(crate) fn stats_by_phase(&self) -> Vec<(PhaseKind, PhaseStats)> {
         let mut by_kind: BTreeMap<PhaseKind, Vec<&RequestRecord>> = BTreeMap::new();
         for r in &self.requests {
             if let Some(p) = self.phase_at(r.start) {
@@ -379,7 +379,7 @@ impl Rehearsal {
     }
 
     /// Requests served per instance, in instance order.
-    pub fn served_by_instance(&self) -> Vec<(&str, usize)> {
+    pub(crate) fn served_by_instance(&self) -> Vec<(&str, usize)> {
         self.instances
             .iter()
             .map(|i| {
