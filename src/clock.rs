@@ -6,7 +6,7 @@ use std::sync::Arc;
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// The system clock as a [`Clock`].
-pub fn system_clock() -> Clock {
+pub(crate) fn system_clock() -> Clock {
     Arc::new(unix_now)
 }
 

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 /// What replaces a secret wherever a URL is shown.
-pub const REDACTED: &str = "****";
+pub(crate) const REDACTED: &str = "****";
 
 /// How the connection is encrypted, from the URL's `sslmode` (PostgreSQL's meanings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,7 +33,7 @@ pub enum SslMode {
 
 impl SslMode {
     /// The values `sslmode` accepts, for error messages.
-    pub const VALUES: &'static str = "disable, prefer, require, verify-ca, verify-full";
+    pub(crate) const VALUES: &'static str = "disable, prefer, require, verify-ca, verify-full";
 
     fn parse(value: &str) -> Option<Self> {
         Some(match value {
@@ -187,7 +187,7 @@ impl DatabaseUrl {
     }
 
     /// Replaces this URL's password wherever it appears in `text` (for driver messages).
-    pub fn redact_text(&self, text: &str) -> String {
+    pub(crate) fn redact_text(&self, text: &str) -> String {
         let mut out = text.replace(self.expose_secret(), &self.redacted);
         if let Ok(url) = Url::parse(self.expose_secret()) {
             for secret in secrets_of(&url) {

@@ -124,7 +124,7 @@ impl RetryPolicy {
     }
 
     /// The delay before retry number `retry` (1 for the first retry), without `Retry-After`.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
@@ -309,7 +309,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// Render's deploy id from the hook's answer: `{"deploy":{"id":"dep-…"}}` (also `{"id":"dep-…"}`).
-pub fn deploy_id_from(body: &[u8]) -> Option<String> {
+pub(crate) fn deploy_id_from(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let id = value
         .pointer("/deploy/id")

@@ -1,29 +1,152 @@
 //! `render-deploy`: make a web service safe and fast to deploy on Render.
 //!
+//! # Public API
+//!
+//! What a library user needs, one example each (every example below is compiled, and run
+//! unless it needs a database or a network):
+//!
+//! **[`Config`]**: every environment variable, read once into types, every problem at once.
+//!
+//! ```
+//! use render_deploy::config::{Config, Mode};
+//! let errors = Config::from_vars([("PORT", "80a")], Mode::Serve).unwrap_err();
+//! assert!(errors.names("PORT") && errors.names("DATABASE_URL"));
+//! ```
+//!
+//! **[`Deployment`]**: the whole service (pool, health cache, hooks, metrics) and its graceful
+//! shutdown; merge its routes into your own router.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), render_deploy::server::DeploymentError> {
+//! let deployment = render_deploy::Deployment::from_env()?;
+//! let app = axum::Router::new().merge(deployment.routes());
+//! deployment.serve(app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! **[`configure_render_deployment`]**: the original two-input entry point: a validated
+//! configuration and a pool that connects on first use.
+//!
+//! ```
+//! let (config, _pool) = render_deploy::configure_render_deployment(
+//!     "postgres://app:secret@localhost/app",
+//!     "a-deploy-hook-secret-of-at-least-32-bytes",
+//! )
+//! .expect("valid inputs");
+//! assert!(!format!("{:?}", config.config()).contains("secret@"));
+//! ```
+//!
+//! **[`signature`]**: pure signing and verification of Standard Webhooks and GitHub deliveries.
+//!
+//! ```
+//! use axum::http::HeaderMap;
+//! use render_deploy::signature::{WebhookSecret, sign_standard, verify};
+//! let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+//! let mut headers = HeaderMap::new();
+//! headers.insert("webhook-id", "msg_1".parse().unwrap());
+//! headers.insert("webhook-timestamp", "1700000000".parse().unwrap());
+//! let signature = sign_standard(&secret, "msg_1", 1_700_000_000, b"{}");
+//! headers.insert("webhook-signature", signature.parse().unwrap());
+//! let tolerance = std::time::Duration::from_secs(300);
+//! assert!(verify(&secret, &headers, b"{}", 1_700_000_000, tolerance).is_ok());
+//! ```
+//!
+//! **[`webhooks`]**: the `POST /hooks/deploy` endpoint, with [`replay`] protection.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use render_deploy::config::HookSettings;
+//! use render_deploy::replay::MemoryReplayStore;
+//! use render_deploy::webhooks::{HookState, router};
+//! let settings = HookSettings::default();
+//! let replay = Arc::new(MemoryReplayStore::new(settings.tolerance));
+//! let state = HookState::new(None, settings, replay, Arc::new(|| {}));
+//! let _app: axum::Router = router(state); // 503 until a secret is given
+//! ```
+//!
+//! **[`pool`]**: the PostgreSQL pool, sized from the server, every wait bounded.
+//!
+//! ```
+//! use render_deploy::{config::PoolSettings, database_url::DatabaseUrl, pool::PoolManager};
+//! let url = DatabaseUrl::parse("postgres://app:pw@db.internal/app").unwrap();
+//! let pool = PoolManager::new(&url, &PoolSettings::default()).unwrap(); // no connection yet
+//! assert_eq!(pool.status().in_use, 0);
+//! ```
+//!
+//! **[`health`]**: a cached, single-flight health check.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use render_deploy::health::{CachedCheck, HealthSettings};
+//! let check = CachedCheck::new(&HealthSettings::default(), || async { true });
+//! assert!(check.check().await.is_healthy());
+//! # });
+//! ```
+//!
+//! **[`database_url`]** and **[`deploy_hook`]**: URLs that can only be printed redacted; the
+//! deploy hook client calls Render.
+//!
+//! ```
+//! use render_deploy::{database_url::DatabaseUrl, deploy_hook::DeployHookUrl};
+//! let db = DatabaseUrl::parse("postgres://app:pw@db.internal/app").unwrap();
+//! assert_eq!(db.redacted(), "postgres://app:****@db.internal/app");
+//! let hook = DeployHookUrl::parse("https://api.render.com/deploy/srv-x?key=k3y").unwrap();
+//! assert!(!hook.redacted().contains("k3y"));
+//! ```
+//!
+//! **[`schema`]**: the rules engine behind `check-env --schema`, for other applications.
+//!
+//! ```
+//! use render_deploy::schema::{Env, Mode, Schema};
+//! let schema = Schema::parse("[API_KEY]\nrequired = true\nsecret = true\n", "app.toml").unwrap();
+//! let report = schema.check(&Env::default(), Mode::Serve);
+//! assert_eq!(report.problems[0].to_string(), "API_KEY: is not set (expected a non-empty value)");
+//! ```
+//!
+//! **[`blueprint`]**: checking `render.yaml`.
+//!
+//! ```
+//! let findings = render_deploy::blueprint::check_source("services: 3\n");
+//! assert!(render_deploy::blueprint::has_errors(&findings));
+//! ```
+//!
+//! **[`local_postgres`]**: a throwaway PostgreSQL cluster (for `dev` and tests).
+//!
+//! ```no_run
+//! let pg = render_deploy::local_postgres::LocalPostgres::start().expect("initdb on PATH");
+//! println!("{}", pg.url("app")); // a URL of database `app` on the cluster
+//! ```
+//!
+//! **[`telemetry`]** and **[`clock`]**: logs, metrics and the panic hook; the injectable clock.
+//!
+//! ```
+//! render_deploy::telemetry::init_logging(render_deploy::config::LogFormat::Pretty);
+//! assert!(render_deploy::clock::unix_now() > 1_700_000_000);
+//! ```
+//!
 //! # Layout
 //!
-//! Each module owns one job; the file is named after the feature:
+//! Each module owns one job; the file is named after the feature. From the ground floor up
+//! (a module imports only from those listed before it):
 //!
-//! - [`config`]: every environment variable of the contract, read once into one typed
-//!   [`config::Config`], every problem reported in one pass. Rules live in [`schema`].
+//! - [`database_url`], [`signature`], [`deploy_hook`], [`clock`], [`local_postgres`]: value
+//!   types and leaf clients that import nothing of the crate.
 //! - [`schema`]: the variable rules as data (built-in table, or a user's TOML file) and the
 //!   engine that checks an environment against them.
-//! - [`database_url`]: a PostgreSQL URL that can only be printed with its password redacted.
-//! - [`signature`]: pure verification and signing of Standard Webhooks and GitHub deliveries.
+//! - [`config`]: every environment variable of the contract, read once into one typed
+//!   [`config::Config`]; every part's settings type lives here, its defaults from the schema.
+//! - [`telemetry`]: logs (tracing) and metrics (Prometheus).
 //! - [`replay`]: remembering delivery ids (in memory or in PostgreSQL) so nothing runs twice.
-//! - [`deploy_hook`]: calling Render: the client of its deploy hook URL, with retries.
-//! - [`webhooks`]: receiving signed webhooks: the `POST /hooks/deploy` endpoint.
-//! - [`clock`]: the wall clock as Unix seconds, injectable.
 //! - [`pool`]: the PostgreSQL connection pool (deadpool-postgres), sized from the server.
 //! - [`health`]: the cached, single-flight health check and the `/health`, `/livez` endpoints.
+//! - [`webhooks`]: receiving signed webhooks: the `POST /hooks/deploy` endpoint.
 //! - [`server`]: [`server::Deployment`]: wiring, start-up and graceful shutdown.
-//! - [`telemetry`]: logs (tracing) and metrics (Prometheus).
 //! - [`blueprint`]: checking and writing `render.yaml`.
-//! - [`rehearse`]: a zero-downtime deploy rehearsed on this machine.
-//! - [`local_postgres`]: a throwaway PostgreSQL cluster for `dev` and for tests.
-//! - [`cli`]: the command-line program; `main.rs` only calls [`cli::main`].
+//! - `rehearse`: a zero-downtime deploy rehearsed on this machine (behind the CLI).
+//! - `cli`: the command-line program; `main.rs` only calls `cli::main` (not library API).
 
 pub mod blueprint;
+#[doc(hidden)]
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -32,7 +155,7 @@ pub mod deploy_hook;
 pub mod health;
 pub mod local_postgres;
 pub mod pool;
-pub mod rehearse;
+pub(crate) mod rehearse;
 pub mod replay;
 pub mod schema;
 pub mod server;

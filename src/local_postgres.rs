@@ -320,7 +320,7 @@ impl Drop for LocalPostgres {
 }
 
 /// The folder of the server binaries: `PATH` first, then the newest `/usr/lib/postgresql/*/bin`.
-pub fn find_bin_dir() -> Option<PathBuf> {
+pub(crate) fn find_bin_dir() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {

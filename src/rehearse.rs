@@ -16,7 +16,8 @@
 //! - [`proxy`]: the front proxy that routes each new request to a current instance and tags the
 //!   response with the instance that served it.
 //! - [`load`]: the open-loop load generator.
-//! - [`report`]: what happened ([`Rehearsal`]), and the table printed on stdout.
+//! - [`report`]: what happened ([`Rehearsal`]) and its statistics.
+//! - `text`: the same, as the table printed on stdout.
 //! - [`html`]: the same, as one self-contained page with timeline charts.
 
 use std::ffi::OsString;
@@ -24,17 +25,14 @@ use std::time::Duration;
 
 mod instance;
 
-pub mod html;
-pub mod load;
-pub mod orchestrator;
-pub mod proxy;
-pub mod report;
+pub(crate) mod html;
+pub(crate) mod load;
+pub(crate) mod orchestrator;
+pub(crate) mod proxy;
+pub(crate) mod report;
+mod text;
 
 pub use orchestrator::rehearse;
-pub use report::{
-    FailureCause, InstanceExit, InstanceReport, Outcome, Phase, PhaseKind, Rehearsal,
-    RequestRecord, Role,
-};
 
 /// Render's own limit on one health probe: a probe that has not answered 2xx or 3xx within this
 /// time has failed.
@@ -81,7 +79,7 @@ impl InstanceCommand {
 /// [`Default`] gives the command-line defaults, Render's timeouts scaled down so that a
 /// rehearsal takes seconds, not minutes.
 #[derive(Debug, Clone)]
-pub struct RehearsalOptions {
+pub(crate) struct RehearsalOptions {
     /// What each instance runs. Default: [`InstanceCommand::Dev`].
     pub command: InstanceCommand,
     /// How many instances serve at once; a deploy replaces them one at a time. Default 1.
@@ -141,9 +139,9 @@ impl Default for RehearsalOptions {
 /// The highest `--rate`: the load stays bounded in sockets and memory.
 pub const MAX_RATE: f64 = 2000.0;
 /// The most instances a rehearsal starts.
-pub const MAX_INSTANCES: usize = 16;
+pub(crate) const MAX_INSTANCES: usize = 16;
 /// The longest `--duration` (and any other duration option).
-pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
 
 impl RehearsalOptions {
     /// Checks the options that the types alone do not rule out.
@@ -195,7 +193,7 @@ fn valid_path(path: &str) -> bool {
 /// Why a rehearsal could not be run at all (a deploy that fails is a [`Rehearsal`] that did not
 /// succeed, not an error).
 #[derive(Debug, thiserror::Error)]
-pub enum RehearseError {
+pub(crate) enum RehearseError {
     /// An option is out of range.
     #[error("{option}: expected {expected}")]
     InvalidOption {
@@ -254,10 +252,10 @@ fn output_tail(lines: &[String]) -> String {
 /// A duration on the command line: `10` or `10s` (seconds, fractions allowed), `500ms`, `2m`.
 #[derive(Debug, thiserror::Error)]
 #[error("expected a duration such as 10s, 1.5s, 500ms or 2m, found {0:?}")]
-pub struct DurationError(String);
+pub(crate) struct DurationError(String);
 
 /// Parses a duration of the command line: `10` or `10s`, `1.5s`, `500ms`, `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)

@@ -290,7 +290,7 @@ fn window(tolerance: Duration) -> i64 {
 /// A [`PostgresReplayStore`] created on first use, so that a service can start (and answer
 /// `/health` with 503) while its database is still away; creation is retried on the next
 /// delivery until it succeeds.
-pub struct LazyPostgresReplayStore {
+pub(crate) struct LazyPostgresReplayStore {
     pool: deadpool_postgres::Pool,
     tolerance: Duration,
     store: tokio::sync::OnceCell<PostgresReplayStore>,

@@ -53,7 +53,7 @@ pub const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
 /// GitHub: the delivery id header (used for replay protection).
 pub const GITHUB_DELIVERY: &str = "x-github-delivery";
 /// GitHub: the event name header (`push`, `ping`, …).
-pub const GITHUB_EVENT: &str = "x-github-event";
+pub(crate) const GITHUB_EVENT: &str = "x-github-event";
 
 // The same names as parsed header names: a lookup by `&str` re-validates and lower-cases the
 // name on every call, a lookup by `HeaderName` only hashes it. `static`, not `const`: a
@@ -70,7 +70,7 @@ pub const MAX_SIGNATURES: usize = 32;
 /// The longest delivery id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 256;
 /// Secrets shorter than this many key bytes draw a warning from `sign` and `verify`.
-pub const RECOMMENDED_KEY_LEN: usize = 32;
+pub(crate) const RECOMMENDED_KEY_LEN: usize = 32;
 
 /// Why a secret was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,7 +141,7 @@ impl WebhookSecret {
     }
 
     /// The key for GitHub: the secret exactly as written.
-    pub fn github_key(&self) -> &[u8] {
+    pub(crate) fn github_key(&self) -> &[u8] {
         &self.raw
     }
 
@@ -365,7 +365,7 @@ fn standard<'h>(
 /// Verifies a GitHub delivery: `X-Hub-Signature-256: sha256=<64 hex>` over the raw body, keyed
 /// with the secret exactly as written. The delivery id is returned when `X-GitHub-Delivery` is
 /// present (the HTTP endpoint requires it; offline `verify` does not).
-pub fn verify_github<'h>(
+pub(crate) fn verify_github<'h>(
     secret: &WebhookSecret,
     headers: &'h HeaderMap,
     body: &[u8],

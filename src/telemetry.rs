@@ -70,7 +70,7 @@ pub fn install_panic_hook() {
 /// An error and its causes on one line, `outer: cause: root cause`, for a log field or a
 /// command's message (callers redact what their errors may hold before this sees them). A cause
 /// whose text the line already holds is left out: some drivers repeat their cause in `Display`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -13,7 +13,7 @@ use super::yaml::{Node, shorten};
 use super::{Finding, Severity};
 
 /// Connections Render keeps for itself (replication, monitoring, superuser), per its guidance.
-pub const RESERVED_CONNECTIONS: u64 = 10;
+pub(crate) const RESERVED_CONNECTIONS: u64 = 10;
 
 /// The `max_connections` of a Render Postgres plan.
 ///
@@ -21,7 +21,7 @@ pub const RESERVED_CONNECTIONS: u64 = 10;
 /// memory is in the plan's name (`basic-256mb`, `pro-8gb`, `4c-16g`). The legacy instance types
 /// (`free`, `starter`, `standard`, `pro`: under 8 GB; `pro plus`: 8 GB) have 97 and 197. A file
 /// that names no plan gets Render's default, a plan under 8 GB.
-pub fn connection_limit(plan: Option<&str>) -> u64 {
+pub(crate) fn connection_limit(plan: Option<&str>) -> u64 {
     let Some(plan) = plan else {
         return 100;
     };
@@ -56,7 +56,7 @@ fn plan_memory_gb(plan: &str) -> Option<f64> {
 }
 
 /// The CPUs of a service plan (`starter` when the file names none, Render's default).
-pub fn plan_cpus(plan: Option<&str>) -> f64 {
+pub(crate) fn plan_cpus(plan: Option<&str>) -> f64 {
     match plan.unwrap_or("starter") {
         "free" => 0.1,
         "starter" => 0.5,
@@ -73,7 +73,7 @@ pub fn plan_cpus(plan: Option<&str>) -> f64 {
 
 /// The pool size render-deploy's `auto` would allow at most on a plan: `2 × CPUs + 1`, with
 /// fractional CPUs counted as one (what `RENDER_CPU_COUNT` reports for them).
-pub fn auto_pool_cap(plan: Option<&str>) -> u64 {
+pub(crate) fn auto_pool_cap(plan: Option<&str>) -> u64 {
     let cpus = plan_cpus(plan).ceil().max(1.0);
     // At most a few hundred: the cast cannot truncate meaningfully.
     2 * (cpus as u64) + 1

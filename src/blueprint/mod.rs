@@ -4,7 +4,8 @@
 //! - [`yaml`]: the file read into a tree where every key and value knows its line and column,
 //!   within bounds on size, depth and alias expansion.
 //! - `spec`: Render's Blueprint specification as tables (fields, required ones, enumerations,
-//!   ranges, deprecations) and the structural check.
+//!   ranges, deprecations), each field group declared once.
+//! - `structure`: the structural check of a document against those tables.
 //! - `rules`: references between resources, unique names, health checks, the variables that a
 //!   service running render-deploy needs.
 //! - [`budget`]: the connection-budget lint.
@@ -18,6 +19,7 @@ pub mod budget;
 pub mod init;
 mod rules;
 mod spec;
+mod structure;
 pub mod yaml;
 
 pub use yaml::Pos;
@@ -114,7 +116,7 @@ pub fn check_source(source: &str) -> Vec<Finding> {
                 message: p.message,
             }));
             let root = &document.root;
-            spec::Structure {
+            structure::Structure {
                 findings: &mut findings,
             }
             .root(root);

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::spec::{article, suggest};
+use super::structure::{article, suggest};
 use super::yaml::{Kind, Node, Pos, Scalar, shorten};
 use super::{Finding, Severity};
 

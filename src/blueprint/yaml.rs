@@ -14,10 +14,10 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 /// megabyte is a mistake (a generated file, a binary), and refusing it keeps the checker's memory bounded.
 pub const MAX_BYTES: usize = 1024 * 1024;
 /// Deepest nesting accepted. A Blueprint needs about 8 levels; the bound keeps recursive walks safe.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 /// Most values that aliases may copy in all ("billion laughs" protection). Values written out are
 /// already bounded by [`MAX_BYTES`]; only aliases can multiply them.
-pub const MAX_ALIAS_NODES: usize = 100_000;
+pub(crate) const MAX_ALIAS_NODES: usize = 100_000;
 
 /// A position in the file, both 1-based, columns counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,7 +30,7 @@ pub struct Pos {
 
 impl Pos {
     /// The start of the file.
-    pub const START: Pos = Pos { line: 1, column: 1 };
+    pub(crate) const START: Pos = Pos { line: 1, column: 1 };
 
     fn of(span: &Span) -> Pos {
         Pos {
@@ -107,7 +107,7 @@ pub struct Document {
 
 impl Node {
     /// The entries when this is a mapping.
-    pub fn as_map(&self) -> Option<&[Entry]> {
+    pub(crate) fn as_map(&self) -> Option<&[Entry]> {
         match &self.kind {
             Kind::Map(entries) => Some(entries),
             _ => None,
@@ -149,7 +149,7 @@ impl Node {
     }
 
     /// The value of an integer scalar.
-    pub fn as_int(&self) -> Option<i64> {
+    pub(crate) fn as_int(&self) -> Option<i64> {
         match &self.kind {
             Kind::Scalar(_, Scalar::Int(i)) => Some(*i),
             _ => None,
@@ -157,7 +157,7 @@ impl Node {
     }
 
     /// The value of a boolean scalar.
-    pub fn as_bool(&self) -> Option<bool> {
+    pub(crate) fn as_bool(&self) -> Option<bool> {
         match &self.kind {
             Kind::Scalar(_, Scalar::Bool(b)) => Some(*b),
             _ => None,
@@ -165,7 +165,7 @@ impl Node {
     }
 
     /// A short description of the node's type, for messages ("a mapping", "the number 3").
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match &self.kind {
             Kind::Map(_) => "a mapping".into(),
             Kind::Seq(_) => "a list".into(),
@@ -208,7 +208,7 @@ impl Node {
 }
 
 /// Shortens a value quoted in a message so that a huge value cannot flood the output.
-pub fn shorten(text: &str) -> String {
+pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 60;
     if text.chars().count() <= MAX {
         text.to_owned()
@@ -245,7 +245,7 @@ pub fn parse(source: &str) -> Result<Document, YamlError> {
 }
 
 /// The message for a file over [`MAX_BYTES`].
-pub fn too_large(len: usize) -> String {
+pub(crate) fn too_large(len: usize) -> String {
     format!(
         "the file is {len} bytes; a Blueprint may be at most {MAX_BYTES} bytes (1 MiB), so it was not read"
     )

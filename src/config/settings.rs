@@ -34,7 +34,7 @@ macro_rules! words {
 
         impl $name {
             /// Every accepted spelling, in declaration order.
-            pub const WORDS: &'static [&'static str] = &[$($word),+];
+            pub(crate) const WORDS: &'static [&'static str] = &[$($word),+];
 
             /// The spelling used in the environment.
             pub fn as_str(self) -> &'static str {

@@ -87,7 +87,7 @@ impl<T> Checked<T> {
     }
 
     /// [`checked_at`](Self::checked_at) in RFC 3339, as reported in `checked_at`.
-    pub fn checked_at_rfc3339(&self) -> &Arc<str> {
+    pub(crate) fn checked_at_rfc3339(&self) -> &Arc<str> {
         &self.checked_at_text
     }
 }

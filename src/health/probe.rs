@@ -24,7 +24,7 @@ pub enum ProbeError {
 
 impl ProbeError {
     /// The phrase shown in `/health`'s `database.error`.
-    pub fn public_phrase(&self) -> &'static str {
+    pub(crate) fn public_phrase(&self) -> &'static str {
         match self {
             Self::NoConnection(_) => "no database connection available",
             Self::Query(_) => "database query failed",

@@ -49,7 +49,7 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     /// The HTTP status `/health` answers with: 200 for healthy and degraded, 503 otherwise.
-    pub fn http_status(self) -> StatusCode {
+    pub(crate) fn http_status(self) -> StatusCode {
         match self {
             Self::Healthy | Self::Degraded => StatusCode::OK,
             Self::Unhealthy | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,

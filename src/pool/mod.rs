@@ -71,7 +71,7 @@ use auth::AuthBlock;
 use connector::{Connector, Shared, driver_config};
 use error::classify;
 pub use error::{PoolConfigError, PoolError};
-pub use sizing::{PoolSizing, SPARE_CONNECTIONS, ServerFigures};
+pub use sizing::{PoolSizing, ServerFigures};
 
 use crate::database_url::DatabaseUrl;
 

@@ -15,7 +15,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use super::{PoolConfigError, PoolMax};
 
 /// Connections left free for people and tools (migrations, `psql`, the pre-deploy command).
-pub const SPARE_CONNECTIONS: i64 = 10;
+pub(crate) const SPARE_CONNECTIONS: i64 = 10;
 
 /// What the server says about its connection limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,7 +54,7 @@ pub struct PoolSizing {
 impl PoolSizing {
     /// Whether a fixed `DB_POOL_MAX` asks for more than the server can give every instance
     /// during a deploy (a warning, not an error: the operator chose it).
-    pub fn exceeds_budget(&self) -> bool {
+    pub(crate) fn exceeds_budget(&self) -> bool {
         self.fixed && (self.chosen as i64) > self.budget
     }
 }
@@ -87,7 +87,7 @@ impl fmt::Display for PoolSizing {
 }
 
 /// `2 × cpus + 1`.
-pub fn cpu_limit(cpus: u32) -> usize {
+pub(crate) fn cpu_limit(cpus: u32) -> usize {
     2 * cpus.max(1) as usize + 1
 }
 
@@ -135,7 +135,7 @@ pub fn choose(
 }
 
 /// The machine's CPUs, for when `RENDER_CPU_COUNT` is not set.
-pub fn machine_cpus() -> u32 {
+pub(crate) fn machine_cpus() -> u32 {
     std::thread::available_parallelism()
         .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         .unwrap_or(1)

@@ -8,9 +8,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::report::{
-    InstanceReport, PhaseKind, Rehearsal, Role, instance_line, millis, secs, trim_float,
-};
+use super::report::{InstanceReport, PhaseKind, Rehearsal, Role, millis, secs, trim_float};
+use super::text::instance_line;
 
 const WIDTH: f64 = 1100.0;
 const LEFT: f64 = 64.0;

@@ -138,12 +138,12 @@ impl Instance {
     }
 
     /// Sends SIGKILL to its whole process group.
-    pub fn sigkill_group(&self) {
+    pub(crate) fn sigkill_group(&self) {
         let _ = killpg(self.pid, Signal::SIGKILL);
     }
 
     /// The last lines it printed.
-    pub fn output_tail(&self) -> Vec<String> {
+    pub(crate) fn output_tail(&self) -> Vec<String> {
         self.tail
             .lock()
             .map(|t| t.iter().cloned().collect())
@@ -152,7 +152,7 @@ impl Instance {
 
     /// Probes its health path until it answers 2xx or 3xx (`Ok(time since start)`), it exits,
     /// or `deadline` passes (`Err(why)`).
-    pub async fn wait_healthy(
+    pub(crate) async fn wait_healthy(
         &self,
         path: &str,
         interval: Duration,

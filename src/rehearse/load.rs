@@ -30,7 +30,7 @@ const MAX_IDLE: usize = 64;
 
 /// What to send.
 #[derive(Debug, Clone)]
-pub struct LoadSettings {
+pub(crate) struct LoadSettings {
     /// Where to send it (the front proxy).
     pub target: SocketAddr,
     /// Requests per second.

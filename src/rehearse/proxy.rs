@@ -34,7 +34,7 @@ use super::{CAUSE_HEADER, INSTANCE_HEADER};
 
 /// An instance the proxy can send requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// Its name, sent back in [`INSTANCE_HEADER`].
     pub name: String,
     /// Where it listens.
@@ -91,7 +91,7 @@ impl Proxy {
     }
 
     /// Puts exactly these instances in rotation, for requests that arrive from now on.
-    pub fn set_rotation(&self, backends: Vec<Backend>) {
+    pub(crate) fn set_rotation(&self, backends: Vec<Backend>) {
         if let Ok(mut rotation) = self.routes.rotation.write() {
             *rotation = backends;
         }
@@ -106,17 +106,8 @@ impl Proxy {
         }
     }
 
-    /// The instances in rotation.
-    pub fn rotation(&self) -> Vec<Backend> {
-        self.routes
-            .rotation
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default()
-    }
-
     /// How many requests the proxy has sent to this instance that have not been answered yet.
-    pub fn in_flight(&self, name: &str) -> usize {
+    pub(crate) fn in_flight(&self, name: &str) -> usize {
         self.routes
             .in_flight
             .lock()

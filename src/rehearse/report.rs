@@ -4,7 +4,7 @@
 //! timeline and two reports compare.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::time::Duration;
 
 /// Why a request failed.
@@ -42,7 +42,7 @@ impl FailureCause {
     }
 
     /// The cause named by a [`token`](Self::token) (`ServerError` is not carried by a token).
-    pub fn from_token(token: &str) -> Option<Self> {
+    pub(crate) fn from_token(token: &str) -> Option<Self> {
         Some(match token {
             "connect-refused" => FailureCause::ConnectRefused,
             "connect-failed" => FailureCause::ConnectFailed,
@@ -71,7 +71,7 @@ impl fmt::Display for FailureCause {
 
 /// How one request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The instance answered with this status.
     Response(u16),
     /// No (usable) response.
@@ -91,7 +91,7 @@ impl Outcome {
 
 /// One request of the load.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestRecord {
+pub(crate) struct RequestRecord {
     /// When it was sent.
     pub start: Duration,
     /// When its response was complete, or it failed.
@@ -113,7 +113,7 @@ impl RequestRecord {
 
 /// A phase of the deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PhaseKind {
+pub(crate) enum PhaseKind {
     /// Only the old instances serve; nothing has started yet.
     Before,
     /// The new instance is starting and being probed; the old one still serves.
@@ -151,7 +151,7 @@ impl PhaseKind {
 
 /// One span of time in one phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Phase {
+pub(crate) struct Phase {
     /// Which phase.
     pub kind: PhaseKind,
     /// The step of a rolling deploy it belongs to (1-based; 0 for before and after).
@@ -164,7 +164,7 @@ pub struct Phase {
 
 /// Whether an instance was there before the deploy or brought by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// Serving before the deploy.
     Old,
     /// Started by the deploy.
@@ -173,7 +173,7 @@ pub enum Role {
 
 /// How an instance's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceExit {
+pub(crate) enum InstanceExit {
     /// It exited with this code.
     Code(i32),
     /// A signal ended it.
@@ -194,7 +194,7 @@ impl fmt::Display for InstanceExit {
 
 /// The life of one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceReport {
+pub(crate) struct InstanceReport {
     /// Its name (`old-1`, `new-1`, …), also given to it as `RENDER_INSTANCE_ID`.
     pub name: String,
     /// Old or new.
@@ -227,12 +227,12 @@ pub struct InstanceReport {
 
 impl InstanceReport {
     /// Whether it did not exit within the shutdown delay after SIGTERM.
-    pub fn needed_sigkill(&self) -> bool {
+    pub(crate) fn needed_sigkill(&self) -> bool {
         self.sigkill_at.is_some()
     }
 
     /// Whether it exited before anyone asked it to.
-    pub fn exited_on_its_own(&self) -> bool {
+    pub(crate) fn exited_on_its_own(&self) -> bool {
         match (self.exit, self.sigterm_at) {
             (Some((at, _)), Some(term)) => at < term,
             (Some(_), None) => true,
@@ -243,7 +243,7 @@ impl InstanceReport {
 
 /// A deploy that did not complete: the new instance never became healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeployFailure {
+pub(crate) struct DeployFailure {
     /// The new instance.
     pub instance: String,
     /// When the deploy gave up.
@@ -285,7 +285,7 @@ pub struct Rehearsal {
 
 /// Latency figures of a group of requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PhaseStats {
+pub(crate) struct PhaseStats {
     /// Requests sent.
     pub sent: usize,
     /// Requests failed.
@@ -328,7 +328,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 impl Rehearsal {
     /// Requests that failed.
-    pub fn failed_requests(&self) -> usize {
+    pub(crate) fn failed_requests(&self) -> usize {
         self.requests
             .iter()
             .filter(|r| r.outcome.failure().is_some())
@@ -336,7 +336,7 @@ impl Rehearsal {
     }
 
     /// Failed requests by cause, most frequent first.
-    pub fn failures_by_cause(&self) -> Vec<(FailureCause, usize)> {
+    pub(crate) fn failures_by_cause(&self) -> Vec<(FailureCause, usize)> {
         let mut counts = BTreeMap::new();
         for cause in self.requests.iter().filter_map(|r| r.outcome.failure()) {
             *counts.entry(cause).or_insert(0usize) += 1;
@@ -347,7 +347,7 @@ impl Rehearsal {
     }
 
     /// The phase a moment belongs to (the last phase for moments after the end).
-    pub fn phase_at(&self, t: Duration) -> Option<&Phase> {
+    pub(crate) fn phase_at(&self, t: Duration) -> Option<&Phase> {
         self.phases
             .iter()
             .find(|p| t >= p.start && t < p.end)
@@ -356,7 +356,7 @@ impl Rehearsal {
     }
 
     /// Latency figures per kind of phase, for the kinds that saw requests, in deploy order.
-    pub fn stats_by_phase(&self) -> Vec<(PhaseKind, PhaseStats)> {
+    pub(crate) fn stats_by_phase(&self) -> Vec<(PhaseKind, PhaseStats)> {
         let mut by_kind: BTreeMap<PhaseKind, Vec<&RequestRecord>> = BTreeMap::new();
         for r in &self.requests {
             if let Some(p) = self.phase_at(r.start) {
@@ -379,7 +379,7 @@ impl Rehearsal {
     }
 
     /// Requests served per instance, in instance order.
-    pub fn served_by_instance(&self) -> Vec<(&str, usize)> {
+    pub(crate) fn served_by_instance(&self) -> Vec<(&str, usize)> {
         self.instances
             .iter()
             .map(|i| {
@@ -436,120 +436,6 @@ impl Rehearsal {
     pub fn succeeded(&self) -> bool {
         self.problems().is_empty()
     }
-
-    /// The table printed on stdout.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        let overall = self.overall();
-        let olds = self
-            .instances
-            .iter()
-            .filter(|i| i.role == Role::Old)
-            .count();
-        let _ = writeln!(
-            out,
-            "rehearsal of `{}`: {olds} instance{}, {} req/s on {}, drain {}, shutdown delay {}",
-            self.command,
-            if olds == 1 { "" } else { "s" },
-            trim_float(self.rate),
-            self.paths.join(" "),
-            secs(self.drain),
-            secs(self.shutdown_delay),
-        );
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "requests: {} sent, {} failed ({} on new connections)",
-            overall.sent,
-            overall.failed,
-            self.requests.iter().filter(|r| r.new_connection).count()
-        );
-        for (cause, n) in self.failures_by_cause() {
-            let _ = writeln!(out, "  {n:>6}  {cause}");
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "{:<20} {:>8} {:>7} {:>9} {:>9} {:>9}",
-            "phase", "requests", "failed", "p50 ms", "p95 ms", "p99 ms"
-        );
-        let mut rows = self.stats_by_phase();
-        rows.push((PhaseKind::After, overall));
-        let last = rows.len() - 1;
-        for (n, (kind, s)) in rows.iter().enumerate() {
-            let label = if n == last { "all" } else { kind.label() };
-            let _ = writeln!(
-                out,
-                "{label:<20} {:>8} {:>7} {:>9} {:>9} {:>9}",
-                s.sent,
-                s.failed,
-                millis(s.p50),
-                millis(s.p95),
-                millis(s.p99)
-            );
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(out, "instances:");
-        let served = self.served_by_instance();
-        for (i, (_, n)) in self.instances.iter().zip(served) {
-            let _ = writeln!(out, "  {:<7} {}", i.name, instance_line(i, n));
-        }
-        if let Some(f) = &self.deploy_failure {
-            let _ = writeln!(out);
-            let _ = writeln!(
-                out,
-                "deploy FAILED at {}: {} did not become healthy ({}); the old instances kept serving",
-                secs(f.at),
-                f.instance,
-                f.reason
-            );
-        }
-        let _ = writeln!(out);
-        let problems = self.problems();
-        if problems.is_empty() {
-            let _ = writeln!(
-                out,
-                "result: PASS (no request failed, no instance needed SIGKILL)"
-            );
-        } else {
-            let _ = writeln!(out, "result: FAIL");
-            for p in problems {
-                let _ = writeln!(out, "  - {p}");
-            }
-        }
-        out
-    }
-}
-
-/// One instance's life, on one line.
-pub(crate) fn instance_line(i: &InstanceReport, served: usize) -> String {
-    let mut parts = vec![format!("port {}", i.port), format!("served {served}")];
-    parts.push(match i.healthy_after {
-        Some(h) => format!("healthy {} after start", secs(h)),
-        None => "never healthy".to_owned(),
-    });
-    if let Some(t) = i.sigterm_at {
-        let mut s = if i.stopped_at_end {
-            format!("SIGTERM at the end ({})", secs(t))
-        } else {
-            format!("SIGTERM at {}", secs(t))
-        };
-        if let Some(n) = i.in_flight_at_sigterm {
-            let _ = write!(s, " with {n} in flight");
-        }
-        parts.push(s);
-    }
-    if let Some(t) = i.sigkill_at {
-        parts.push(format!("SIGKILL at {}", secs(t)));
-    }
-    match (i.exit, i.sigterm_at) {
-        (Some((at, how)), Some(term)) if at >= term => {
-            parts.push(format!("{how} {} later", secs(at - term)));
-        }
-        (Some((at, how)), _) => parts.push(format!("{how} at {} on its own", secs(at))),
-        (None, _) => parts.push("still running".to_owned()),
-    }
-    parts.join(", ")
 }
 
 /// `1.234 s`.

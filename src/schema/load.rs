@@ -101,7 +101,7 @@ impl<'de> Deserialize<'de> for Tables {
 
 impl Schema {
     /// Reads a schema file.
-    pub fn from_file(path: &Path) -> Result<Schema, SchemaError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Schema, SchemaError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
             path: origin.clone(),

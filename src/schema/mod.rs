@@ -36,7 +36,7 @@ pub use report::{Parsed, Problem, ProblemKind, Report, Source, Summary};
 pub use rule::{Kind, Rule};
 
 /// The built-in schema's TOML source (every variable of the contract, §3).
-pub const BUILTIN_SCHEMA_TOML: &str = include_str!("../builtin_schema.toml");
+pub(crate) const BUILTIN_SCHEMA_TOML: &str = include_str!("../builtin_schema.toml");
 
 static BUILTIN: LazyLock<Schema> = LazyLock::new(|| {
     // The file is part of the crate and a unit test parses it, so this cannot fail at run time.

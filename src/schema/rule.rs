@@ -110,7 +110,7 @@ impl Rule {
     }
 
     /// The rule's default under `mode`.
-    pub fn default_for(&self, mode: Mode) -> Option<&str> {
+    pub(crate) fn default_for(&self, mode: Mode) -> Option<&str> {
         match mode {
             Mode::Serve => self.default.as_deref(),
             Mode::Dev => self.dev_default.as_deref().or(self.default.as_deref()),
@@ -118,7 +118,7 @@ impl Rule {
     }
 
     /// Whether the variable must be set under `mode`.
-    pub fn required_in(&self, mode: Mode) -> bool {
+    pub(crate) fn required_in(&self, mode: Mode) -> bool {
         match mode {
             Mode::Serve => self.required,
             Mode::Dev => self.dev_required,

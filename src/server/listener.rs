@@ -35,7 +35,7 @@ pub struct DrainReport {
 /// runs (the service reports `draining`), connections opened before are served for at most
 /// `linger`, then told to close once their request in flight is answered; whatever is still
 /// open at `shutdown_timeout` is cut off.
-pub async fn serve_until(
+pub(crate) async fn serve_until(
     listener: TcpListener,
     app: Router,
     options: ServeOptions,

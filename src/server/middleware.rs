@@ -11,20 +11,20 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 /// The request-id header, read from the caller or made up.
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The request id of the current request, put in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
 /// A JSON error body `{"error": "…"}` with a status: what clients see of any failure.
-pub fn json_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// The state the middleware needs.
 #[derive(Debug, Clone)]
-pub struct MiddlewareState {
+pub(crate) struct MiddlewareState {
     /// Longest a request may take (`REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
     /// Serving or draining.
@@ -33,7 +33,7 @@ pub struct MiddlewareState {
 
 /// The request-id, timeout, draining, log and metrics middleware (one function, so the
 /// order is visible: id first, so the timeout's 408 and the log line carry it).
-pub async fn around_request(
+pub(crate) async fn around_request(
     axum::extract::State(state): axum::extract::State<MiddlewareState>,
     mut request: Request,
     next: Next,
@@ -95,7 +95,7 @@ pub async fn around_request(
 
 /// Answers a handler panic with a JSON 500. The payload is not logged (it may hold anything,
 /// secrets included); the panic hook installed by the binary logs the location.
-pub fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked; answered 500");
     json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }

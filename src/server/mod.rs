@@ -15,7 +15,7 @@
 
 pub mod listener;
 pub mod middleware;
-pub mod routes;
+mod routes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -359,7 +359,7 @@ async fn warm_up(pool: Arc<PoolManager>) {
 }
 
 /// Resolves on SIGTERM (Render's stop signal) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();

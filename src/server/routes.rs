@@ -15,7 +15,7 @@ use crate::pool::PoolManager;
 
 /// What `/` needs.
 #[derive(Clone)]
-pub struct RootState {
+pub(crate) struct RootState {
     /// The pool the query goes through.
     pub pool: Arc<PoolManager>,
     /// `RENDER_SERVICE_NAME`, or the crate name.
@@ -57,7 +57,7 @@ pub async fn root(State(state): State<RootState>) -> Response {
 
 /// What `/metrics` needs.
 #[derive(Clone)]
-pub struct MetricsState {
+pub(crate) struct MetricsState {
     /// The Prometheus renderer.
     pub handle: PrometheusHandle,
     /// SHA-256 of `METRICS_TOKEN`: compared digest to digest, so the comparison's timing

@@ -29,7 +29,8 @@ use serde_json::json;
 
 mod refusal;
 
-pub use crate::clock::{Clock, system_clock};
+pub use crate::clock::Clock;
+pub(crate) use crate::clock::system_clock;
 use crate::deploy_hook::DeployHookClient;
 use crate::replay::ReplayStore;
 use crate::signature::{self, Scheme, VerifyError, WebhookSecret};
@@ -41,13 +42,13 @@ pub const PATH: &str = "/hooks/deploy";
 /// The counter of deliveries by outcome (`accepted`, `duplicate`, `invalid_signature`,
 /// `body_too_large`, `bad_body`, `not_json`, `not_configured`, `action_failed`,
 /// `store_unavailable`).
-pub const DELIVERIES_METRIC: &str = "render_deploy_hook_deliveries_total";
+pub(crate) const DELIVERIES_METRIC: &str = "render_deploy_hook_deliveries_total";
 /// The counter of refused signatures by precise reason (see [`VerifyError::reason`]).
-pub const SIGNATURE_FAILURES_METRIC: &str = "render_deploy_hook_signature_failures_total";
+pub(crate) const SIGNATURE_FAILURES_METRIC: &str = "render_deploy_hook_signature_failures_total";
 
 /// Render event types that concern a deploy or a restart: each invalidates the health cache,
 /// because the instance's dependencies (or the instance itself) may have changed under it.
-pub const INVALIDATING_EVENTS: &[&str] = &[
+pub(crate) const INVALIDATING_EVENTS: &[&str] = &[
     "deploy_started",
     "deploy_ended",
     "zero_downtime_redeploy_started",
@@ -59,7 +60,7 @@ pub const INVALIDATING_EVENTS: &[&str] = &[
 ];
 
 /// The event type that asks for a deploy through `RENDER_DEPLOY_HOOK_URL`.
-pub const DEPLOY_REQUESTED: &str = "deploy_requested";
+pub(crate) const DEPLOY_REQUESTED: &str = "deploy_requested";
 
 /// The settings are configuration's ([`crate::config`]); re-exported where they are used.
 pub use crate::config::HookSettings;
@@ -146,7 +147,11 @@ impl Action {
     }
 
     /// The action for a verified delivery.
-    pub fn for_delivery(scheme: Scheme, headers: &HeaderMap, body: &serde_json::Value) -> Self {
+    pub(crate) fn for_delivery(
+        scheme: Scheme,
+        headers: &HeaderMap,
+        body: &serde_json::Value,
+    ) -> Self {
         match scheme {
             Scheme::Standard => match body.get("type").and_then(|t| t.as_str()) {
                 Some(DEPLOY_REQUESTED) => Action::TriggerDeploy,
