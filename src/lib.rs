@@ -83,11 +83,11 @@
 //! # });
 //! ```
 //!
-//! **[`database_url`]** and **[`deploy_hook`]**: URLs that can only be printed redacted; the
-//! deploy hook client calls Render.
+//! **[`database_url`]** and **[`render_api`]**: URLs that can only be printed redacted; the
+//! deploy hook client and the REST API client call Render.
 //!
 //! ```
-//! use render_deploy::{database_url::DatabaseUrl, deploy_hook::DeployHookUrl};
+//! use render_deploy::{database_url::DatabaseUrl, render_api::DeployHookUrl};
 //! let db = DatabaseUrl::parse("postgres://app:pw@db.internal/app").unwrap();
 //! assert_eq!(db.redacted(), "postgres://app:****@db.internal/app");
 //! let hook = DeployHookUrl::parse("https://api.render.com/deploy/srv-x?key=k3y").unwrap();
@@ -129,8 +129,11 @@
 //! Each module owns one job; the file is named after the feature. From the ground floor up
 //! (a module imports only from those listed before it):
 //!
-//! - [`database_url`], [`signature`], [`deploy_hook`], [`clock`], [`local_postgres`]: value
-//!   types and leaf clients that import nothing of the crate.
+//! - [`database_url`], [`signature`], [`clock`], [`local_postgres`]: value types and leaf
+//!   clients that import nothing of the crate.
+//! - [`render_api`]: everything that calls Render — the deploy hook URL (`trigger`), the REST
+//!   API client, and `deploy` (create once, follow to live, smoke-test, roll back); it too
+//!   imports nothing of the crate outside itself.
 //! - [`schema`]: the variable rules as data (built-in table, or a user's TOML file) and the
 //!   engine that checks an environment against them.
 //! - [`config`]: every environment variable of the contract, read once into one typed
@@ -151,11 +154,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod database_url;
-pub mod deploy_hook;
 pub mod health;
 pub mod local_postgres;
 pub mod pool;
 pub(crate) mod rehearse;
+pub mod render_api;
 pub mod replay;
 pub mod schema;
 pub mod server;

@@ -1,7 +1,8 @@
 //! The command-line program: argument parsing and one file per command.
 //!
 //! Exit codes follow `sysexits.h` where the contract asks for them: 78 (`EX_CONFIG`) for
-//! invalid configuration, 69 (`EX_UNAVAILABLE`) for an unreachable database.
+//! invalid configuration, 69 (`EX_UNAVAILABLE`) for an unreachable database or API, and for
+//! `deploy` 75 (`EX_TEMPFAIL`, not finished in time) and 77 (`EX_NOPERM`, the API key refused).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 mod blueprint;
 mod check_env;
+mod deploy;
+mod deploy_output;
 mod rehearse;
 mod serve;
 mod sign;
@@ -50,6 +53,8 @@ pub enum Command {
     Blueprint(blueprint::Command),
     /// Rehearse a Render zero-downtime deploy on this machine.
     Rehearse(rehearse::Args),
+    /// Deploy through Render's API; with --wait, follow it to live, smoke-test it, roll back.
+    Deploy(deploy::Args),
 }
 
 /// Parses the command line and runs the command; the whole of `main`.
@@ -64,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Trigger(args) => trigger::run(args),
         Command::Blueprint(cmd) => blueprint::run(cmd),
         Command::Rehearse(args) => rehearse::run(args),
+        Command::Deploy(args) => deploy::run(args),
     }
 }
 

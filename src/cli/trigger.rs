@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::deploy_hook::{DeployHookClient, DeployHookUrl};
+use crate::render_api::deploy_hook::{DeployHookClient, DeployHookUrl};
 
 /// Arguments of `trigger`.
 #[derive(Debug, clap::Args)]

@@ -40,7 +40,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::database_url::DatabaseUrl;
-use crate::deploy_hook::DeployHookUrl;
+use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::schema::Schema;
 use crate::signature::WebhookSecret;
 

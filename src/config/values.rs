@@ -21,7 +21,7 @@ use super::settings::{
 };
 use super::{Config, ConfigErrors, RenderInfo, Validation};
 use crate::database_url::DatabaseUrl;
-use crate::deploy_hook::DeployHookUrl;
+use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::schema::{Env, Mode, Parsed, Problem, ProblemKind, Report, Schema};
 use crate::signature::WebhookSecret;
 

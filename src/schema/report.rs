@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use secrecy::SecretString;
 
 use crate::database_url::DatabaseUrl;
-use crate::deploy_hook::DeployHookUrl;
+use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::signature::WebhookSecret;
 
 /// A value of a variable, parsed by its rule.

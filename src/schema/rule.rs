@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::placeholder::is_placeholder;
 use super::{Mode, Parsed, Problem, ProblemKind};
 use crate::database_url::DatabaseUrl;
-use crate::deploy_hook::DeployHookUrl;
+use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::signature::WebhookSecret;
 
 /// What a variable must look like (`kind` in the schema).

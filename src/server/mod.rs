@@ -29,9 +29,9 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::{Config, ConfigErrors, Env, Mode, Problem};
-use crate::deploy_hook::{DeployHookClient, RetryPolicy, TriggerError};
 use crate::health::{self, DatabaseProbe, HealthState, Lifecycle, ProbeError, ServiceInfo};
 use crate::pool::{PoolError, PoolManager};
+use crate::render_api::deploy_hook::{DeployHookClient, RetryPolicy, TriggerError};
 use crate::replay::{LazyPostgresReplayStore, MemoryReplayStore, ReplayStore, ReplayStoreKind};
 use crate::schema::ProblemKind;
 use crate::telemetry;

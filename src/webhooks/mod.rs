@@ -1,5 +1,5 @@
 //! Receiving webhooks: the `POST /hooks/deploy` endpoint (signed deliveries, replay protection,
-//! actions). Calling Render is [`crate::deploy_hook`]'s job, not this one's.
+//! actions). Calling Render is [`crate::render_api`]'s job, not this one's.
 //!
 //! The order of the checks is the contract (§4.1): not configured → 503; body over
 //! `WEBHOOK_MAX_BODY` → 413 (the body is read with a limit, never whole); signature over the raw
@@ -31,7 +31,7 @@ mod refusal;
 
 pub use crate::clock::Clock;
 pub(crate) use crate::clock::system_clock;
-use crate::deploy_hook::DeployHookClient;
+use crate::render_api::deploy_hook::DeployHookClient;
 use crate::replay::ReplayStore;
 use crate::signature::{self, Scheme, VerifyError, WebhookSecret};
 use refusal::Refusal;
@@ -77,7 +77,7 @@ pub struct HookState {
     /// Called for a Render deploy/restart event (the service wires the health cache's invalidate).
     pub on_deploy_event: Arc<dyn Fn() + Send + Sync>,
     /// Render's deploy hook, for `deploy_requested` and GitHub `push`; `None` answers 503 to those.
-    /// Build it with [`RetryPolicy::for_webhook_response`](crate::deploy_hook::RetryPolicy::for_webhook_response)
+    /// Build it with [`RetryPolicy::for_webhook_response`](crate::render_api::RetryPolicy::for_webhook_response)
     /// so the answer comes within Render's 15-second delivery timeout.
     pub deploy_hook: Option<DeployHookClient>,
     /// The clock.

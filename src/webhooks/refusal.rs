@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::deploy_hook::TriggerError;
+use crate::render_api::deploy_hook::TriggerError;
 use crate::replay::ReplayError;
 use crate::signature::VerifyError;
 

@@ -7,4 +7,5 @@ mod support;
 mod blueprint_cli;
 mod check_env;
 mod cli_sign_verify;
+mod deploy;
 mod service;

@@ -9,7 +9,7 @@ use crate::support::fake_hook::{FakeHook, HOOK_URL_KEY, Reply, accepted};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use render_deploy::deploy_hook::{DeployHookClient, DeployHookUrl, RetryPolicy};
+use render_deploy::render_api::deploy_hook::{DeployHookClient, DeployHookUrl, RetryPolicy};
 use render_deploy::replay::MemoryReplayStore;
 use render_deploy::signature::{WebhookSecret, sign_github, sign_standard};
 use render_deploy::webhooks::{HookSettings, HookState, router};

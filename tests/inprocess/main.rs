@@ -9,5 +9,6 @@ mod config;
 mod health_cache;
 mod health_routes;
 mod hooks_router;
+mod render_api;
 mod signature_vectors;
 mod trigger;

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support::fake_hook::{FakeHook, HOOK_URL_KEY, Reply, accepted};
-use render_deploy::deploy_hook::{DeployHookClient, DeployHookUrl, RetryPolicy, TriggerError};
+use render_deploy::render_api::deploy_hook::{
+    DeployHookClient, DeployHookUrl, RetryPolicy, TriggerError,
+};
 
 fn fast() -> RetryPolicy {
     RetryPolicy {

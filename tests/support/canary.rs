@@ -18,6 +18,8 @@ pub const HOOK_SECRET_RAW: &[u8] = b"CANARY-hook-secret-bytes-0123456";
 pub const METRICS_TOKEN: &str = "CanaryMetricsToken-77";
 /// The `key` of a deploy hook URL (`RENDER_DEPLOY_HOOK_URL`, and the stand-in hook's URL).
 pub const HOOK_URL_KEY: &str = "CanaryHookUrlKey99";
+/// `RENDER_API_KEY` (the stand-in for Render's API accepts it as `Authorization: Bearer …`).
+pub const RENDER_API_KEY: &str = "rnd_CanaryRenderApiKey42";
 
 /// Not a secret, but valid: `TWILIO_ACCOUNT_SID`.
 pub const TWILIO_ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -52,6 +54,7 @@ pub fn all() -> Vec<String> {
         hook_secret_whsec(),
         METRICS_TOKEN.to_owned(),
         HOOK_URL_KEY.to_owned(),
+        RENDER_API_KEY.to_owned(),
     ]
 }
 

@@ -1,11 +1,12 @@
 //! Shared by the four integration-test binaries (`inprocess`, `postgres`, `cli`, `rehearse`):
 //! one canary set, one valid environment, one request helper, the real binary as a process, and
-//! the stand-ins for what is outside (Render's deploy hook) or built apart (the rehearsal fixture).
+//! the stand-ins for what is outside (Render's deploy hook and API) or built apart (the rehearsal fixture).
 #![allow(dead_code, unused_imports)]
 
 pub mod canary;
 pub mod env;
 pub mod fake_hook;
+pub mod fake_render;
 pub mod fixture;
 pub mod http;
 pub mod process;

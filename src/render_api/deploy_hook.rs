@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use super::retry::RetryPolicy;
+
 /// Why a deploy hook URL was refused. Never carries the URL's key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeployHookUrlError {
@@ -75,58 +77,6 @@ impl fmt::Debug for DeployHookUrl {
         f.debug_tuple("DeployHookUrl")
             .field(&self.redacted)
             .finish()
-    }
-}
-
-/// Timeouts and back-off of [`DeployHookClient`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (default 5).
-    pub max_attempts: u32,
-    /// Delay before the first retry; doubled before each next one (default 500 ms).
-    pub base_delay: Duration,
-    /// The longest delay between two attempts (default 8 s).
-    pub max_delay: Duration,
-    /// The longest `Retry-After` honoured; a longer one is cut to this (default 30 s).
-    pub max_retry_after: Duration,
-    /// Time to open the connection (default 5 s).
-    pub connect_timeout: Duration,
-    /// Time for one whole request, connection included (default 15 s).
-    pub request_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// A policy for calling the hook while answering a webhook delivery: Render gives a
-    /// delivery 15 seconds, so every attempt, wait and timeout fits in about 13 (3 attempts of at
-    /// most 4 s, back-off 0.25 s then 0.5 s, `Retry-After` capped at 1 s).
-    pub fn for_webhook_response() -> Self {
-        Self {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(1),
-            max_retry_after: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(4),
-        }
-    }
-
-    /// The delay before retry number `retry` (1 for the first retry), without `Retry-After`.
-    pub(crate) fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 }
 
@@ -210,15 +160,7 @@ impl DeployHookClient {
 
     /// A client for `url` with explicit timeouts and back-off.
     pub fn with_policy(url: DeployHookUrl, policy: RetryPolicy) -> Result<Self, TriggerError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(policy.connect_timeout)
-            .timeout(policy.request_timeout)
-            // A redirect would be followed with the key still in hand; Render's hook never
-            // redirects, so a 3xx is treated as a refusal instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("render-deploy/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TriggerError::Client(e.without_url()))?;
+        let http = policy.http_client().map_err(TriggerError::Client)?;
         Ok(Self { url, http, policy })
     }
 
@@ -248,7 +190,7 @@ impl DeployHookClient {
                             attempts: attempt,
                         });
                     }
-                    let retryable = status.as_u16() == 429 || status.is_server_error();
+                    let retryable = super::retry::is_retryable_status(status.as_u16());
                     if !retryable {
                         tracing::warn!(url = %shown, status = status.as_u16(), "deploy hook refused");
                         return Err(TriggerError::Rejected {
@@ -263,11 +205,11 @@ impl DeployHookClient {
                             attempts: attempt,
                         });
                     }
-                    let retry_after = (status.as_u16() == 429)
-                        .then(|| retry_after(response.headers()))
-                        .flatten()
-                        .map(|d| d.min(self.policy.max_retry_after));
-                    let delay = retry_after.unwrap_or_else(|| self.policy.backoff(attempt));
+                    let delay = self.policy.delay_after_status(
+                        status.as_u16(),
+                        response.headers(),
+                        attempt,
+                    );
                     tracing::warn!(url = %shown, status = status.as_u16(), attempt, ?delay, "deploy hook busy, retrying");
                     delay
                 }
@@ -281,7 +223,7 @@ impl DeployHookClient {
                                 source: error,
                             });
                         }
-                        let delay = self.policy.backoff(attempt);
+                        let delay = self.policy.jittered_backoff(attempt);
                         tracing::warn!(url = %shown, attempt, ?delay, error = %error, "could not connect to the deploy hook, retrying");
                         delay
                     } else if error.is_timeout() {
@@ -300,12 +242,6 @@ impl DeployHookClient {
             tokio::time::sleep(delay).await;
         }
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is not honoured; back-off is used instead).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// Render's deploy id from the hook's answer: `{"deploy":{"id":"dep-…"}}` (also `{"id":"dep-…"}`).
@@ -337,19 +273,6 @@ mod tests {
             "https://api.render.com/deploy/srv-abc?key=****"
         );
         assert!(!format!("{url:?}").contains("SeCrEt123"));
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(350),
-            ..RetryPolicy::default()
-        };
-        assert_eq!(p.backoff(1), Duration::from_millis(100));
-        assert_eq!(p.backoff(2), Duration::from_millis(200));
-        assert_eq!(p.backoff(3), Duration::from_millis(350));
-        assert_eq!(p.backoff(40), Duration::from_millis(350));
     }
 
     #[test]
