@@ -44,16 +44,25 @@ pub struct Printer {
     in_place: bool,
     /// A line is drawn in place and not yet ended.
     open: bool,
+    /// Where progress goes: stderr (a buffer in the tests).
+    err: Box<dyn Write>,
 }
 
 impl Printer {
     /// A printer for `format`; elapsed times count from `started`.
     pub fn new(format: Format, started: Instant) -> Self {
+        let in_place = std::io::stderr().is_terminal();
+        Self::to(format, started, Box::new(std::io::stderr()), in_place)
+    }
+
+    /// A printer whose progress goes to `err`, drawn in place or not.
+    fn to(format: Format, started: Instant, err: Box<dyn Write>, in_place: bool) -> Self {
         Self {
             format,
             started,
-            in_place: std::io::stderr().is_terminal(),
+            in_place,
             open: false,
+            err,
         }
     }
 
@@ -74,13 +83,14 @@ impl Printer {
             } => {
                 let what = if rollback { "rollback " } else { "" };
                 let text = format!("{} {what}{}", stamp(elapsed), status.as_str());
+                // Write errors on stderr are ignored: progress is a courtesy, the exit code and
+                // the summary are what count.
                 if self.in_place {
-                    let mut err = std::io::stderr().lock();
-                    let _ = write!(err, "\r\x1b[K{text}");
-                    let _ = err.flush();
+                    let _ = write!(self.err, "\r\x1b[K{text}");
+                    let _ = self.err.flush();
                     self.open = true;
                 } else if changed {
-                    eprintln!("{text}");
+                    let _ = writeln!(self.err, "{text}");
                 }
             }
             Event::Smoke(r) => {
@@ -102,12 +112,12 @@ impl Printer {
     /// A whole line on stderr, ending the in-place line first.
     fn line(&mut self, text: &str) {
         self.end_line();
-        eprintln!("{text}");
+        let _ = writeln!(self.err, "{text}");
     }
 
     fn end_line(&mut self) {
         if self.open {
-            eprintln!();
+            let _ = writeln!(self.err);
             self.open = false;
         }
     }
@@ -116,7 +126,11 @@ impl Printer {
     pub fn finish(&mut self, report: &Report) {
         self.end_line();
         if let Verdict::Error(e) = &report.verdict {
-            eprintln!("render-deploy deploy: {}", crate::telemetry::error_chain(e));
+            let _ = writeln!(
+                self.err,
+                "render-deploy deploy: {}",
+                crate::telemetry::error_chain(e)
+            );
         }
         match self.format {
             Format::Text => println!("{}", summary(report)),
@@ -280,6 +294,58 @@ pub fn hook_json(deploy_id: Option<&str>, service_id: Option<&str>, elapsed: Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `Write` whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn polls(in_place: bool) -> String {
+        use crate::render_api::DeployStatus;
+        let out = Shared::default();
+        let mut p = Printer::to(
+            Format::Json,
+            Instant::now(),
+            Box::new(out.clone()),
+            in_place,
+        );
+        for (status, changed, secs) in [
+            (DeployStatus::BuildInProgress, true, 1),
+            (DeployStatus::BuildInProgress, false, 6),
+            (DeployStatus::Live, true, 42),
+        ] {
+            p.event(Event::Status {
+                status: &status,
+                changed,
+                elapsed: Duration::from_secs(secs),
+                rollback: false,
+            });
+        }
+        p.end_line();
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn on_a_terminal_one_line_is_redrawn_in_place_on_every_poll() {
+        assert_eq!(
+            polls(true),
+            "\r\x1b[K+0:01 build_in_progress\r\x1b[K+0:06 build_in_progress\r\x1b[K+0:42 live\n"
+        );
+    }
+
+    #[test]
+    fn without_a_terminal_each_change_is_a_line() {
+        assert_eq!(polls(false), "+0:01 build_in_progress\n+0:42 live\n");
+    }
 
     #[test]
     fn stamps_are_minutes_and_seconds() {
