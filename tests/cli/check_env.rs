@@ -12,7 +12,7 @@ use crate::support::canary::{
     OPENAI_API_KEY as OPENAI, TWILIO_AUTH_TOKEN as TWILIO_TOKEN,
 };
 use crate::support::env;
-const CANARIES: [&str; 6] = crate::support::canary::IN_ENV;
+const CANARIES: [&str; 7] = crate::support::canary::IN_ENV;
 
 fn valid() -> Vec<(String, String)> {
     env::with_optional_secrets()

@@ -34,13 +34,14 @@ pub fn hook_secret_whsec() -> String {
 
 /// The canaries that [`super::env::with_optional_secrets`] hands over, each in the one form it
 /// has there.
-pub const IN_ENV: [&str; 6] = [
+pub const IN_ENV: [&str; 7] = [
     DB_PASSWORD,
     OPENAI_API_KEY,
     TWILIO_AUTH_TOKEN,
     HOOK_SECRET,
     METRICS_TOKEN,
     HOOK_URL_KEY,
+    RENDER_API_KEY,
 ];
 
 /// Every canary, in every form it is handed over in.

@@ -22,7 +22,8 @@ pub fn required() -> Vec<(String, String)> {
     .collect()
 }
 
-/// [`required`] plus the optional secrets (`METRICS_TOKEN`, `RENDER_DEPLOY_HOOK_URL`).
+/// [`required`] plus the optional secrets (`METRICS_TOKEN`, `RENDER_DEPLOY_HOOK_URL`,
+/// `RENDER_API_KEY`).
 pub fn with_optional_secrets() -> Vec<(String, String)> {
     with(
         required(),
@@ -32,6 +33,7 @@ pub fn with_optional_secrets() -> Vec<(String, String)> {
                 "RENDER_DEPLOY_HOOK_URL",
                 &format!("https://api.render.com/deploy/srv-abc?key={HOOK_URL_KEY}"),
             ),
+            ("RENDER_API_KEY", RENDER_API_KEY),
         ],
     )
 }
