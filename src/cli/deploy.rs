@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use super::deploy_output::{EXIT_REFUSED, Printer, exit_code, hook_json};
 use super::{EXIT_CONFIG, EXIT_UNAVAILABLE};
+use crate::config::{DeploySettings, Env};
 use crate::rehearse::parse_duration;
 use crate::render_api::create::CreateRequest;
 use crate::render_api::deploy::{Plan, run as run_plan};
 use crate::render_api::smoke::SmokePolicy;
-use crate::render_api::{ApiBase, ApiKey, DeployHookClient, DeployHookUrl, RenderApi, RetryPolicy};
+use crate::render_api::{DeployHookClient, DeployHookUrl, RenderApi, RetryPolicy};
 
 /// For tests only: a duration that replaces the 2 s between smoke tries and the retry back-off
 /// (base and cap), so that a test of a retry does not wait seconds. Never needed in use.
@@ -75,7 +76,7 @@ enum Route {
 /// Runs `deploy`; the exit code of §2.
 pub fn run(args: Args) -> ExitCode {
     let started = Instant::now();
-    let route = match configure(&args, &|name| std::env::var(name).ok()) {
+    let route = match configure(&args, &Env::from_process()) {
         Ok(route) => route,
         Err(problems) => {
             for p in problems {
@@ -155,11 +156,12 @@ async fn through_hook(
     }
 }
 
-/// Reads the variables and the flags into a route, or every problem found.
-fn configure(args: &Args, var: &dyn Fn(&str) -> Option<String>) -> Result<Route, Vec<String>> {
-    let mut problems = Vec::new();
-    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    let test_delay = set(TEST_DELAY_ENV).and_then(|v| parse_duration(&v).ok());
+/// Reads the variables (through the built-in schema, as every variable of the program) and the
+/// flags into a route, or every problem found.
+fn configure(args: &Args, env: &Env) -> Result<Route, Vec<String>> {
+    let (settings, found) = DeploySettings::from_environment(env);
+    let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
+    let test_delay = env.get(TEST_DELAY_ENV).and_then(|v| parse_duration(v).ok());
     let mut policy = RetryPolicy::default();
     let mut smoke_policy = SmokePolicy::default();
     if let Some(d) = test_delay {
@@ -167,20 +169,11 @@ fn configure(args: &Args, var: &dyn Fn(&str) -> Option<String>) -> Result<Route,
         policy.max_delay = d;
         smoke_policy.spacing = d;
     }
-
-    let key = match var("RENDER_API_KEY") {
-        None => None,
-        Some(v) => match ApiKey::parse(&v) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                problems.push(format!("RENDER_API_KEY: {e}"));
-                None
-            }
-        },
-    };
-    let key_given = var("RENDER_API_KEY").is_some();
-    if !key_given && let Some(hook) = set("RENDER_DEPLOY_HOOK_URL") {
-        return hook_route(args, &hook, set("RENDER_SERVICE_ID"), policy, problems);
+    // Set but empty counts as given: a missing GitHub secret arrives as "", and silently
+    // falling back on the hook would hide that.
+    let key_given = env.get("RENDER_API_KEY").is_some();
+    if !key_given && let Some(hook) = settings.deploy_hook_url {
+        return hook_route(args, hook, settings.service_id, policy, problems);
     }
     if !key_given {
         problems.push(
@@ -188,20 +181,19 @@ fn configure(args: &Args, var: &dyn Fn(&str) -> Option<String>) -> Result<Route,
                 .to_owned(),
         );
     }
-    let base = match set("RENDER_API_URL") {
-        None => Some(ApiBase::default()),
-        Some(v) => ApiBase::parse(&v)
-            .map_err(|e| problems.push(format!("RENDER_API_URL: {e}")))
-            .ok(),
-    };
-    let service = service_id(args, &set, &mut problems);
+    let service = service_id(args, settings.service_id, &mut problems);
     let plan = check_flags(
         args,
-        service.clone().unwrap_or_default(),
+        service.unwrap_or_default(),
         smoke_policy,
         &mut problems,
     );
-    match (problems.is_empty(), key, base, plan) {
+    match (
+        problems.is_empty(),
+        settings.api_key,
+        settings.api_url,
+        plan,
+    ) {
         (true, Some(key), Some(base), Some(plan)) => RenderApi::new(base, key, policy)
             .map(|api| Route::Api(api, Box::new(plan)))
             .map_err(|e| vec![crate::telemetry::error_chain(&e)]),
@@ -210,14 +202,10 @@ fn configure(args: &Args, var: &dyn Fn(&str) -> Option<String>) -> Result<Route,
 }
 
 /// `--service` or `RENDER_SERVICE_ID`: it goes into URL paths, so only an id's characters.
-fn service_id(
-    args: &Args,
-    set: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Vec<String>,
-) -> Option<String> {
+fn service_id(args: &Args, from_env: Option<String>, problems: &mut Vec<String>) -> Option<String> {
     let (value, name) = match &args.service {
         Some(s) => (Some(s.clone()), "--service"),
-        None => (set("RENDER_SERVICE_ID"), "RENDER_SERVICE_ID"),
+        None => (from_env, "RENDER_SERVICE_ID"),
     };
     match value {
         None => {
@@ -327,7 +315,7 @@ fn check_flags(
 /// The hook route: only a plain deploy can go through it; anything else needs the API.
 fn hook_route(
     args: &Args,
-    hook: &str,
+    url: DeployHookUrl,
     service: Option<String>,
     policy: RetryPolicy,
     mut problems: Vec<String>,
@@ -351,13 +339,10 @@ fn hook_route(
             .filter(|(_, on)| *on)
             .map(|(flag, _)| needs_api(flag)),
     );
-    let url = DeployHookUrl::parse(hook)
-        .map_err(|e| problems.push(format!("RENDER_DEPLOY_HOOK_URL: {e}")))
-        .ok();
-    match url {
-        Some(url) if problems.is_empty() => DeployHookClient::with_policy(url, policy)
-            .map(|c| Route::Hook(c, service))
-            .map_err(|e| vec![crate::telemetry::error_chain(&e)]),
-        _ => Err(problems),
+    if !problems.is_empty() {
+        return Err(problems);
     }
+    DeployHookClient::with_policy(url, policy)
+        .map(|c| Route::Hook(c, service))
+        .map_err(|e| vec![crate::telemetry::error_chain(&e)])
 }

@@ -9,7 +9,7 @@
 //! This is the ground floor: every part's settings type ([`PoolSettings`], [`HealthSettings`],
 //! [`HookSettings`], [`ServeOptions`], …) is declared here (in `settings`), and this module
 //! imports only the schema engine and the value types it parses into ([`DatabaseUrl`],
-//! [`WebhookSecret`], [`DeployHookUrl`]), none of which imports anything of the crate. The
+//! [`WebhookSecret`], [`DeployHookUrl`], [`ApiKey`], [`ApiBase`]), none of which imports anything of the crate. The
 //! parsed values are handed over by type in one place (`values`), which is also where every
 //! default comes from: the built-in schema.
 //!
@@ -40,6 +40,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::database_url::DatabaseUrl;
+use crate::render_api::credentials::{ApiBase, ApiKey};
 use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::schema::Schema;
 use crate::signature::WebhookSecret;
@@ -47,8 +48,8 @@ use crate::signature::WebhookSecret;
 pub use crate::schema::{Env, Mode, Problem, Summary};
 
 pub use settings::{
-    AppEnv, DbPolicy, HealthSettings, HookSettings, LogFormat, PoolMax, PoolSettings,
-    ReplayStoreKind, ServeOptions, UnknownWord,
+    AppEnv, DbPolicy, DeploySettings, HealthSettings, HookSettings, LogFormat, PoolMax,
+    PoolSettings, ReplayStoreKind, ServeOptions, UnknownWord,
 };
 
 /// Render's own variables, when present (shown in `/health` and the logs).
@@ -107,6 +108,10 @@ pub struct Config {
     pub shutdown_linger: Duration,
     /// `METRICS_TOKEN`: `/metrics` is served only with it.
     pub metrics_token: Option<SecretString>,
+    /// `RENDER_API_KEY` (read by `deploy`; checked here so `check-env` knows it).
+    pub render_api_key: Option<ApiKey>,
+    /// `RENDER_API_URL` (read by `deploy`).
+    pub render_api_url: ApiBase,
     /// `LOG_FORMAT` (when unset: json in production, pretty otherwise).
     pub log_format: LogFormat,
     /// Render's own variables.
@@ -187,5 +192,13 @@ impl Config {
     /// Every variable and how it is shown: secrets as `set (secret)`, URLs with `****`.
     pub fn summary(&self) -> &Summary {
         &self.summary
+    }
+}
+
+impl DeploySettings {
+    /// Reads the variables of `deploy` from `env`, with the problems of those variables only
+    /// (every one of them, as for the whole configuration).
+    pub fn from_environment(env: &Env) -> (DeploySettings, Vec<Problem>) {
+        values::deploy(Schema::builtin().check(env, Mode::Serve))
     }
 }

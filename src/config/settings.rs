@@ -11,6 +11,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::render_api::credentials::{ApiBase, ApiKey};
+use crate::render_api::deploy_hook::DeployHookUrl;
+
 /// A word of an `enum` variable that is not one of the accepted values.
 ///
 /// The schema refuses such a word before the code sees it; this error is what `FromStr` says
@@ -187,4 +190,28 @@ pub(crate) struct Defaults {
     pub(crate) hooks: HookSettings,
     pub(crate) serve: ServeOptions,
     pub(crate) request_timeout: Duration,
+}
+
+/// What `deploy` reads from the environment. Every field is `None` when unset or invalid (the
+/// problem is then reported beside it).
+#[derive(Debug, Clone, Default)]
+pub struct DeploySettings {
+    /// `RENDER_API_KEY` (`Debug` shows `****`).
+    pub api_key: Option<ApiKey>,
+    /// `RENDER_API_URL` (default `https://api.render.com/v1`).
+    pub api_url: Option<ApiBase>,
+    /// `RENDER_SERVICE_ID` (`--service` wins over it).
+    pub service_id: Option<String>,
+    /// `RENDER_DEPLOY_HOOK_URL`: used when there is no API key.
+    pub deploy_hook_url: Option<DeployHookUrl>,
+}
+
+impl DeploySettings {
+    /// The variables `deploy` reads.
+    pub const VARIABLES: [&'static str; 4] = [
+        "RENDER_API_KEY",
+        "RENDER_API_URL",
+        "RENDER_SERVICE_ID",
+        "RENDER_DEPLOY_HOOK_URL",
+    ];
 }

@@ -16,11 +16,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::settings::{
-    AppEnv, Defaults, HealthSettings, HookSettings, LogFormat, PoolMax, PoolSettings,
-    RECHECK_AFTER, ServeOptions,
+    AppEnv, Defaults, DeploySettings, HealthSettings, HookSettings, LogFormat, PoolMax,
+    PoolSettings, RECHECK_AFTER, ServeOptions,
 };
 use super::{Config, ConfigErrors, RenderInfo, Validation};
 use crate::database_url::DatabaseUrl;
+use crate::render_api::credentials::{ApiBase, ApiKey};
 use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::schema::{Env, Mode, Parsed, Problem, ProblemKind, Report, Schema};
 use crate::signature::WebhookSecret;
@@ -59,6 +60,19 @@ from_parsed!(usize, "a non-negative integer", Parsed::Integer(n) => usize::try_f
 from_parsed!(DatabaseUrl, "a PostgreSQL URL", Parsed::DatabaseUrl(u) => Some(u));
 from_parsed!(DeployHookUrl, "a deploy hook URL", Parsed::DeployHookUrl(u) => Some(u));
 from_parsed!(WebhookSecret, "a webhook secret", Parsed::WebhookSecret(s) => Some(s));
+from_parsed!(ApiBase, "a Render API URL", Parsed::RenderApiUrl(u) => Some(u));
+
+impl FromParsed for ApiKey {
+    const WANTS: &'static str = "a Render API key";
+    fn from_parsed(parsed: Parsed) -> Option<Self> {
+        use secrecy::ExposeSecret;
+        match parsed {
+            Parsed::Secret(s) => ApiKey::parse(s.expose_secret()).ok(),
+            Parsed::Text(t) => ApiKey::parse(&t).ok(),
+            _ => None,
+        }
+    }
+}
 
 impl FromParsed for PoolMax {
     const WANTS: &'static str = "auto or a pool size";
@@ -229,6 +243,16 @@ impl Values {
         }
     }
 
+    /// What `deploy` reads (and the service's configuration carries, for `check-env`).
+    fn deploy(&mut self) -> DeploySettings {
+        DeploySettings {
+            api_key: self.take("RENDER_API_KEY"),
+            api_url: self.require("RENDER_API_URL"),
+            service_id: self.take("RENDER_SERVICE_ID"),
+            deploy_hook_url: self.take("RENDER_DEPLOY_HOOK_URL"),
+        }
+    }
+
     /// Every setting that has a default.
     fn defaulted(&mut self, cpus: Option<u32>) -> Option<Defaults> {
         let health = self.health();
@@ -281,6 +305,18 @@ pub(crate) fn defaults() -> Option<Defaults> {
     Values::new(report).defaulted(None)
 }
 
+/// The variables of `deploy`, from a report of the built-in schema over the whole environment;
+/// only the problems of those variables are kept (a CI job has no `DATABASE_URL`).
+pub(super) fn deploy(report: Report) -> (DeploySettings, Vec<Problem>) {
+    let mut v = Values::new(report);
+    let settings = v.deploy();
+    let problems = std::mem::take(&mut v.report.problems)
+        .into_iter()
+        .filter(|p| DeploySettings::VARIABLES.contains(&p.var.as_str()))
+        .collect();
+    (settings, problems)
+}
+
 /// Turns a report of the built-in schema into a [`Config`]. The report's values are already
 /// parsed; what is left are the rules that concern two variables at once.
 pub(super) fn build(report: Report) -> Validation {
@@ -303,6 +339,8 @@ fn assemble(v: &mut Values) -> (Validation, Vec<&'static str>) {
     let render = v.render();
     let defaulted = v.defaulted(render.cpu_count);
     let metrics_token = v.take("METRICS_TOKEN");
+    let render_api_key = v.take("RENDER_API_KEY");
+    let render_api_url = v.require("RENDER_API_URL");
     let log_format = v.word::<LogFormat>("LOG_FORMAT").unwrap_or_else(|| {
         let (format, shown) = match app_env {
             Some(AppEnv::Production) => (LogFormat::Json, "json (default in production)"),
@@ -337,6 +375,8 @@ fn assemble(v: &mut Values) -> (Validation, Vec<&'static str>) {
             header_read_timeout: d.serve.header_read_timeout,
             shutdown_linger: d.serve.linger,
             metrics_token,
+            render_api_key,
+            render_api_url: render_api_url?,
             log_format,
             render,
             warnings: warnings.clone(),
@@ -398,6 +438,8 @@ mod tests {
             ("RENDER_GIT_COMMIT", "0123abc"),
             ("RENDER_CPU_COUNT", "2"),
             ("RENDER_EXTERNAL_URL", "https://web.onrender.com"),
+            ("RENDER_API_KEY", "rnd_abcdefghijklmnop"),
+            ("RENDER_API_URL", "https://api.render.com/v1"),
         ]
         .into_iter()
         .collect()

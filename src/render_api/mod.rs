@@ -2,7 +2,8 @@
 //!
 //! - [`retry`]: the one HTTP client set-up and retry policy (jittered back-off, 429 honoured).
 //! - [`deploy_hook`]: the deploy hook URL (`trigger`, `deploy_requested` deliveries).
-//! - [`client`]: the REST API calls, the API key as a secret, the https-or-loopback rule.
+//! - [`credentials`]: the API key as a secret, the API's base URL (https, or loopback).
+//! - [`client`]: the REST API calls.
 //! - [`types`]: the deploy and service objects, and typed deploy statuses.
 //! - [`create`]: one deploy (or rollback) per call, whatever the network does.
 //! - [`follow`]: polling a deploy to its end.
@@ -11,6 +12,7 @@
 
 pub mod client;
 pub mod create;
+pub mod credentials;
 pub mod deploy;
 pub mod deploy_hook;
 pub mod follow;

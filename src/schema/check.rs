@@ -98,6 +98,7 @@ fn record(rule: &Rule, report: &mut Report, parsed: Parsed, source: Source) -> S
     let mut shown = match &parsed {
         Parsed::DatabaseUrl(u) => u.redacted().to_owned(),
         Parsed::DeployHookUrl(u) => u.redacted().to_owned(),
+        Parsed::RenderApiUrl(u) => u.as_str().to_owned(),
         _ if rule.secret => "set (secret)".to_owned(),
         Parsed::Text(t) => t.clone(),
         Parsed::Integer(n) => n.to_string(),

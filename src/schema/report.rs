@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use secrecy::SecretString;
 
 use crate::database_url::DatabaseUrl;
+use crate::render_api::credentials::ApiBase;
 use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::signature::WebhookSecret;
 
@@ -30,6 +31,8 @@ pub enum Parsed {
     DatabaseUrl(DatabaseUrl),
     /// A `deploy-hook-url`.
     DeployHookUrl(DeployHookUrl),
+    /// A `render-api-url`.
+    RenderApiUrl(ApiBase),
     /// A `webhook-secret`.
     WebhookSecret(WebhookSecret),
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::placeholder::is_placeholder;
 use super::{Mode, Parsed, Problem, ProblemKind};
 use crate::database_url::DatabaseUrl;
+use crate::render_api::credentials::ApiBase;
 use crate::render_api::deploy_hook::DeployHookUrl;
 use crate::signature::WebhookSecret;
 
@@ -39,6 +40,8 @@ pub enum Kind {
     WebhookSecret,
     /// Render's deploy hook URL (`http(s)`); shown with its `key` as `****`.
     DeployHookUrl,
+    /// The base of Render's REST API ([`ApiBase`]): `https://`, or `http://` to loopback only.
+    RenderApiUrl,
 }
 
 impl Kind {
@@ -55,6 +58,7 @@ impl Kind {
             Kind::Ip => "ip",
             Kind::WebhookSecret => "webhook-secret",
             Kind::DeployHookUrl => "deploy-hook-url",
+            Kind::RenderApiUrl => "render-api-url",
         }
     }
 }
@@ -166,6 +170,9 @@ impl Rule {
                     .to_owned()
             }
             Kind::DeployHookUrl => "https://api.render.com/deploy/srv-...?key=...".to_owned(),
+            Kind::RenderApiUrl => {
+                "https://api.render.com/v1, or http:// to a loopback address".to_owned()
+            }
         };
         if self.kind != Kind::Enum && !self.values.is_empty() {
             out = format!("{}, or {out}", self.values.join(", "));
@@ -261,6 +268,9 @@ impl Rule {
                 .map_err(|e| Reject::complete(ProblemKind::Invalid, e.to_string())),
             Kind::DeployHookUrl => DeployHookUrl::parse(value)
                 .map(Parsed::DeployHookUrl)
+                .map_err(|e| Reject::complete(ProblemKind::Invalid, e.to_string())),
+            Kind::RenderApiUrl => ApiBase::parse(value)
+                .map(Parsed::RenderApiUrl)
                 .map_err(|e| Reject::complete(ProblemKind::Invalid, e.to_string())),
             Kind::Bool => match value.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => Ok(Parsed::Bool(true)),

@@ -494,7 +494,7 @@ fn bad_configuration_exits_78_listing_every_problem_without_the_key() {
     let done = deploy_env(&fake, &["--smoke", "health", "--timeout", "soon"], &env, T);
     assert_eq!(done.code, 78, "{}", done.all());
     for expected in [
-        "RENDER_API_KEY: contains whitespace",
+        "RENDER_API_KEY: does not match the expected form",
         "RENDER_API_URL: must be https://",
         "RENDER_SERVICE_ID: is not set",
         "--timeout: expected a duration",

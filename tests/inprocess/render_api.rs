@@ -146,3 +146,36 @@ async fn another_4xx_is_not_retried_and_carries_renders_message() {
     );
     assert_eq!(fake.seen().len(), 1);
 }
+
+#[test]
+fn deploys_variables_are_checked_by_the_schema_without_the_services_own() {
+    use render_deploy::config::{DeploySettings, Env};
+    // A CI job: no DATABASE_URL, PORT, … — only deploy's variables, and those are wrong.
+    let env: Env = [
+        ("RENDER_API_KEY", format!("{RENDER_API_KEY} x")),
+        ("RENDER_API_URL", "http://api.render.com/v1".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let (settings, problems) = DeploySettings::from_environment(&env);
+    let vars: Vec<&str> = problems.iter().map(|p| p.var.as_str()).collect();
+    assert_eq!(vars, ["RENDER_API_KEY", "RENDER_API_URL"], "{problems:?}");
+    assert!(settings.api_key.is_none() && settings.api_url.is_none());
+    let shown = format!("{problems:?} {settings:?}");
+    canary::assert_none_in(&shown, "deploy's settings");
+
+    let env: Env = [
+        ("RENDER_API_KEY", RENDER_API_KEY),
+        ("RENDER_SERVICE_ID", SERVICE),
+    ]
+    .into_iter()
+    .collect();
+    let (settings, problems) = DeploySettings::from_environment(&env);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        settings.api_url.unwrap().as_str(),
+        "https://api.render.com/v1"
+    );
+    assert_eq!(settings.service_id.as_deref(), Some(SERVICE));
+    assert!(!format!("{:?}", settings.api_key).contains(RENDER_API_KEY));
+}
