@@ -169,34 +169,15 @@ async fn wait_and_check(
     report: &mut Report,
     observe: &mut dyn FnMut(Event<'_>),
 ) -> Verdict {
-    let end = {
-        let history = &mut report.history;
-        let mut seen = |s: Seen<'_>| {
-            let (status, changed) = match s {
-                Seen::Changed(status) => (status, true),
-                Seen::Same(status) => (status, false),
-            };
-            let elapsed = started.elapsed();
-            if changed {
-                history.push((status.as_str().into_owned(), elapsed));
-            }
-            observe(Event::Status {
-                status,
-                changed,
-                elapsed,
-                rollback: false,
-            });
-        };
-        follow(
-            api,
-            &plan.service,
-            deploy,
-            plan.poll,
-            plan.timeout,
-            &mut seen,
-        )
-        .await
-    };
+    let end = follow_observed(
+        api,
+        plan,
+        deploy,
+        started,
+        Some(&mut report.history),
+        observe,
+    )
+    .await;
     let live = match end {
         Err(e) => return Verdict::Error(e),
         Ok(FollowEnd::TimedOut(d)) => {
@@ -217,57 +198,82 @@ async fn wait_and_check(
         Ok(FollowEnd::Live(d)) => d,
     };
     report.status = Some(live.status.as_str().into_owned());
+    match smoke_test(api, plan, report, observe).await {
+        Ok(true) => Verdict::Live,
+        Ok(false) => smoke_failed(api, plan, &live, started, report, observe, None).await,
+        Err(why) => smoke_failed(api, plan, &live, started, report, observe, Some(why)).await,
+    }
+}
+
+/// Follows one deploy, telling `observe` of every poll; `history` (the deploy's, not the
+/// rollback's) gets each change.
+async fn follow_observed(
+    api: &RenderApi,
+    plan: &Plan,
+    deploy: Deploy,
+    started: Instant,
+    mut history: Option<&mut Vec<(String, Duration)>>,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<FollowEnd, ApiError> {
+    let rollback = history.is_none();
+    let mut seen = |s: Seen<'_>| {
+        let (status, changed) = match s {
+            Seen::Changed(status) => (status, true),
+            Seen::Same(status) => (status, false),
+        };
+        let elapsed = started.elapsed();
+        if changed && let Some(history) = history.as_mut() {
+            history.push((status.as_str().into_owned(), elapsed));
+        }
+        observe(Event::Status {
+            status,
+            changed,
+            elapsed,
+            rollback,
+        });
+    };
+    follow(
+        api,
+        &plan.service,
+        deploy,
+        plan.poll,
+        plan.timeout,
+        &mut seen,
+    )
+    .await
+}
+
+/// The service's URL into the report, then every smoke path: whether all passed, or why the
+/// test could not run.
+async fn smoke_test(
+    api: &RenderApi,
+    plan: &Plan,
+    report: &mut Report,
+    observe: &mut dyn FnMut(Event<'_>),
+) -> Result<bool, String> {
     if report.url.is_none() {
-        // The URL is only needed for the smoke test; without one it is still reported.
+        // Needed for the smoke test; without one it is still worth reporting.
         match api.get_service(&plan.service).await {
             Ok(service) => report.url = service.service_details.and_then(|d| d.url),
-            Err(e) if !plan.smoke.is_empty() => {
-                return smoke_failed(
-                    api,
-                    plan,
-                    &live,
-                    started,
-                    report,
-                    observe,
-                    Some(e.to_string()),
-                )
-                .await;
-            }
+            Err(e) if !plan.smoke.is_empty() => return Err(e.to_string()),
             Err(_) => {}
         }
     }
     if plan.smoke.is_empty() {
-        return Verdict::Live;
+        return Ok(true);
     }
     let Some(url) = report.url.clone() else {
-        let why = "the service has no URL (give --url)".to_owned();
-        return smoke_failed(api, plan, &live, started, report, observe, Some(why)).await;
+        return Err("the service has no URL (give --url)".to_owned());
     };
-    match smoke(&url, &plan.smoke, &plan.smoke_policy).await {
-        Ok(results) => {
-            for r in &results {
-                observe(Event::Smoke(r));
-            }
-            let passed = results.iter().all(SmokeResult::passed);
-            report.smoke = results;
-            if passed {
-                return Verdict::Live;
-            }
-            smoke_failed(api, plan, &live, started, report, observe, None).await
-        }
-        Err(e) => {
-            smoke_failed(
-                api,
-                plan,
-                &live,
-                started,
-                report,
-                observe,
-                Some(e.to_string()),
-            )
-            .await
-        }
+    let results = smoke(&url, &plan.smoke, &plan.smoke_policy)
+        .await
+        .map_err(|e| e.to_string())?;
+    for r in &results {
+        observe(Event::Smoke(r));
     }
+    let passed = results.iter().all(SmokeResult::passed);
+    report.smoke = results;
+    Ok(passed)
 }
 
 /// The smoke test failed: roll back when asked.
@@ -310,28 +316,7 @@ async fn rollback(
         Ok(d) => d,
         Err(e) => return RollbackEnd::Error(e),
     };
-    let mut seen = |s: Seen<'_>| {
-        let (status, changed) = match s {
-            Seen::Changed(status) => (status, true),
-            Seen::Same(status) => (status, false),
-        };
-        observe(Event::Status {
-            status,
-            changed,
-            elapsed: started.elapsed(),
-            rollback: true,
-        });
-    };
-    match follow(
-        api,
-        &plan.service,
-        deploy,
-        plan.poll,
-        plan.timeout,
-        &mut seen,
-    )
-    .await
-    {
+    match follow_observed(api, plan, deploy, started, None, observe).await {
         Ok(FollowEnd::Live(_)) => RollbackEnd::Live,
         Ok(FollowEnd::Failed { deploy, .. }) | Ok(FollowEnd::TimedOut(deploy)) => {
             RollbackEnd::NotLive(deploy.status.as_str().into_owned())
