@@ -253,11 +253,27 @@ async fn decode<T: DeserializeOwned>(
         what: what.to_owned(),
         detail,
     };
-    let body = response.bytes().await.map_err(|e| bad(fault_words(&e)))?;
-    if body.len() > MAX_ANSWER {
-        return Err(bad(format!("{} bytes", body.len())));
-    }
+    let body = read_limited(response).await.map_err(bad)?;
     serde_json::from_slice(&body).map_err(|e| bad(format!("not the expected JSON: {e}")))
+}
+
+/// The body, read chunk by chunk and refused past [`MAX_ANSWER`] (a hostile or broken answer
+/// cannot make this process hold gigabytes).
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER as u64)
+    {
+        return Err(format!("an answer over {MAX_ANSWER} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| fault_words(&e))? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("an answer over {MAX_ANSWER} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The error for a status a retry will not change; Render's `message` kept, made printable.
@@ -269,8 +285,7 @@ async fn refusal(response: reqwest::Response, what: &str) -> ApiError {
             status,
         };
     }
-    let message = response
-        .bytes()
+    let message = read_limited(response)
         .await
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

@@ -179,3 +179,18 @@ fn deploys_variables_are_checked_by_the_schema_without_the_services_own() {
     assert_eq!(settings.service_id.as_deref(), Some(SERVICE));
     assert!(!format!("{:?}", settings.api_key).contains(RENDER_API_KEY));
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_held() {
+    let mut options = Options::new(RENDER_API_KEY);
+    options.oversized_list = Some(5 * 1024 * 1024);
+    let fake = FakeRender::start(options);
+    let error = api(&fake, RENDER_API_KEY)
+        .list_deploys(SERVICE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ApiError::BadAnswer { detail, .. } if detail.contains("over")),
+        "{error:?}"
+    );
+}

@@ -65,6 +65,8 @@ pub struct Options {
     pub faults: Vec<(Call, usize, Fault)>,
     /// The smoke target's status per path (others: 404).
     pub smoke: Vec<(&'static str, u16)>,
+    /// Answer the list with this many bytes of whitespace (a broken or hostile answer).
+    pub oversized_list: Option<usize>,
 }
 
 impl Options {
@@ -77,6 +79,7 @@ impl Options {
             queued: false,
             faults: Vec::new(),
             smoke: vec![("/health", 200)],
+            oversized_list: None,
         }
     }
 }
@@ -376,6 +379,10 @@ fn respond(
     let normal = match call {
         Call::Create => create(w, body),
         Call::Rollback => rollback(w, body),
+        Call::List if w.options.oversized_list.is_some() => {
+            let n = w.options.oversized_list.unwrap_or_default();
+            (StatusCode::OK, " ".repeat(n)).into_response()
+        }
         Call::List => {
             let list: Vec<Value> = w
                 .deploys
