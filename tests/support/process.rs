@@ -17,6 +17,9 @@ pub struct Running {
     pub port: u16,
     pub stdout: Arc<Mutex<String>>,
     pub stderr: Arc<Mutex<String>>,
+    /// The threads that collect the two streams; joined once the process has exited, so that
+    /// what it printed last is in `stdout`/`stderr` before a test reads them.
+    collectors: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -36,13 +39,14 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start render-deploy");
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let (stdout, out_thread) = collect(child.stdout.take().unwrap());
+        let (stderr, err_thread) = collect(child.stderr.take().unwrap());
         Self {
             child,
             port,
             stdout,
             stderr,
+            collectors: vec![out_thread, err_thread],
         }
     }
 
@@ -88,13 +92,30 @@ impl Running {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, started.elapsed());
+                let took = started.elapsed();
+                self.finish_collecting(within);
+                return (status, took);
             }
             if started.elapsed() > within {
                 let _ = self.child.kill();
                 panic!("still running after {within:?}: {}", self.output());
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (up to `within`) until both streams reached their end: the process has exited, but
+    /// the collecting threads may not have read its last lines yet. A grandchild that kept a
+    /// stream open past `within` is left to the `Drop` of the test.
+    fn finish_collecting(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.collectors.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for thread in std::mem::take(&mut self.collectors) {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 
@@ -115,10 +136,12 @@ impl Drop for Running {
     }
 }
 
-fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+fn collect(
+    stream: impl Read + Send + 'static,
+) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
     let buf = Arc::new(Mutex::new(String::new()));
     let out = buf.clone();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
@@ -126,5 +149,5 @@ fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
             line.clear();
         }
     });
-    buf
+    (buf, thread)
 }
