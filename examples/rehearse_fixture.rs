@@ -26,16 +26,17 @@
 //! - `--read-column TABLE.COLUMN`: `GET /` answers the value of `SELECT COLUMN FROM TABLE
 //!   LIMIT 1`, or 500 `{"error": "…"}` with PostgreSQL's message when the query fails (a
 //!   column renamed under it), as a version of a service that reads that column.
-//! - `--connections N`: opens N connections at start-up, before listening, and holds them
-//!   (queries take them in turn), as a pool with `min_idle = N` does; when one cannot be opened
-//!   (`too many clients already`) it says why and exits 1, as such a service crash-loops.
+//! - `--connections N`: opens N connections at start-up and holds them (queries take them in
+//!   turn), as a pool with `min_idle = N` does; `/health` answers 503 until all are open. A
+//!   connection the server refuses (`too many clients already`) is said once and retried every
+//!   200 ms, so a version that cannot have its pool never becomes healthy.
 //!
 //! And one mode that is not a service: `rehearse_fixture sql 'STATEMENTS'` runs the statements
 //! on `DATABASE_URL` and exits 0, or prints PostgreSQL's error and exits 1: a migration for
 //! `--setup` and `--pre-deploy` without `psql`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -68,19 +69,35 @@ fn usage() -> ! {
 
 /// The connections a version holds, and what it reads through them.
 struct Db {
-    clients: Vec<tokio_postgres::Client>,
+    clients: RwLock<Vec<Arc<tokio_postgres::Client>>>,
+    want: usize,
     next: AtomicUsize,
     query: Option<String>,
 }
 
 impl Db {
+    /// Whether every connection it wants is open.
+    fn ready(&self) -> bool {
+        self.clients.read().map_or(0, |c| c.len()) >= self.want
+    }
+
     /// `GET /` with `--read-column`: the column's first value, or PostgreSQL's error.
     async fn read(&self) -> (StatusCode, String) {
         let Some(query) = &self.query else {
             return (StatusCode::OK, String::new());
         };
-        let n = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
-        match self.clients[n].query_opt(query.as_str(), &[]).await {
+        let client = {
+            let clients = self.clients.read().expect("not poisoned");
+            if clients.is_empty() {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{\"error\": \"no connection yet\"}".to_owned(),
+                );
+            }
+            let n = self.next.fetch_add(1, Ordering::Relaxed) % clients.len();
+            clients[n].clone()
+        };
+        match client.query_opt(query.as_str(), &[]).await {
             Ok(Some(row)) => match row.try_get::<_, Option<String>>(0) {
                 Ok(value) => (StatusCode::OK, format!("{}\n", value.unwrap_or_default())),
                 Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, error_body(&e)),
@@ -138,8 +155,9 @@ async fn run_sql(statements: &str) -> ! {
     }
 }
 
-/// Opens the connections of `--connections` (one for `--read-column` alone), or exits 1.
-async fn open_db(read_column: Option<String>, connections: usize, instance: &str) -> Option<Db> {
+/// Opens the connections of `--connections` (one for `--read-column` alone) in the background,
+/// each retried every 200 ms until the server accepts it, as a pool with `min_idle` does.
+fn open_db(read_column: Option<String>, connections: usize, instance: &str) -> Option<Arc<Db>> {
     let count = if read_column.is_some() {
         connections.max(1)
     } else {
@@ -148,24 +166,6 @@ async fn open_db(read_column: Option<String>, connections: usize, instance: &str
     if count == 0 {
         return None;
     }
-    let url = database_url();
-    let mut clients = Vec::with_capacity(count);
-    for n in 0..count {
-        match connect(&url).await {
-            Ok(c) => clients.push(c),
-            Err(e) => {
-                let message = e
-                    .as_db_error()
-                    .map_or(e.to_string(), |d| d.message().to_owned());
-                eprintln!(
-                    "{instance}: cannot open connection {} of {count}: {message}",
-                    n + 1
-                );
-                std::process::exit(1)
-            }
-        }
-    }
-    println!("{instance}: holding {count} database connections");
     let query = read_column.map(|column| {
         let (table, column) = column.split_once('.').unwrap_or_else(|| usage());
         let ident =
@@ -175,11 +175,45 @@ async fn open_db(read_column: Option<String>, connections: usize, instance: &str
         }
         format!("SELECT {column}::text FROM {table} LIMIT 1")
     });
-    Some(Db {
-        clients,
+    let db = Arc::new(Db {
+        clients: RwLock::new(Vec::with_capacity(count)),
+        want: count,
         next: AtomicUsize::new(0),
         query,
-    })
+    });
+    let (url, opening, instance) = (database_url(), db.clone(), instance.to_owned());
+    tokio::spawn(async move {
+        let mut last_error = String::new();
+        for n in 1..=count {
+            loop {
+                match connect(&url).await {
+                    Ok(c) => {
+                        opening
+                            .clients
+                            .write()
+                            .expect("not poisoned")
+                            .push(Arc::new(c));
+                        break;
+                    }
+                    Err(e) => {
+                        let message = e
+                            .as_db_error()
+                            .map_or(e.to_string(), |d| d.message().to_owned());
+                        // Once per distinct error, not every retry.
+                        if message != last_error {
+                            eprintln!(
+                                "{instance}: cannot open connection {n} of {count}: {message}"
+                            );
+                            last_error = message;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        println!("{instance}: holding {count} database connections");
+    });
+    Some(db)
 }
 
 #[tokio::main]
@@ -214,20 +248,23 @@ async fn main() {
     // Installed before anything else, so that SIGTERM during start-up follows the mode too.
     let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
     tokio::time::sleep(startup).await;
-    let db = open_db(read_column, connections, &instance)
-        .await
-        .map(Arc::new);
+    let db = open_db(read_column, connections, &instance);
+    let health_db = db.clone();
 
     let healthy = !(mode == Mode::NeverHealthyNew && instance.starts_with("new-"));
     let hello = format!("hello from {instance}\n");
     let app = Router::new()
         .route(
             "/health",
-            get(move || async move {
-                if healthy {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            get(move || {
+                // Not healthy until its pool is complete, as a service that waits for it.
+                let pool_ready = health_db.as_ref().is_none_or(|db| db.ready());
+                async move {
+                    if healthy && pool_ready {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
                 }
             }),
         )

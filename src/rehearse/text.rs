@@ -96,6 +96,20 @@ impl Rehearsal {
                 f.instance,
                 f.reason
             );
+            // What it said while it failed to start is usually why.
+            let tail = self
+                .instances
+                .iter()
+                .find(|i| i.name == f.instance)
+                .map_or(&[][..], |i| {
+                    &i.output_tail[i.output_tail.len().saturating_sub(10)..]
+                });
+            if !tail.is_empty() {
+                let _ = writeln!(out, "its last output:");
+                for line in tail {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
         }
     }
 

@@ -48,7 +48,7 @@ pub(super) fn connections_chart(out: &mut String, r: &Rehearsal, c: &Connections
         last = Some(py);
     }
     if let Some(s) = c.samples.last() {
-        let _ = write!(path, "H{:.1}", x.px(s.at + c.interval));
+        let _ = write!(path, "H{:.1}", x.px(s.at + c.interval).min(WIDTH - RIGHT));
     }
     let _ = write!(
         out,
