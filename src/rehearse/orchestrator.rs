@@ -1,17 +1,17 @@
 //! The deploy itself, in Render's order: [`rehearse`].
 //!
-//! 0. The database is up (the one `DATABASE_URL` names, or a throwaway one), and the sampler's
+//! 1. The database is up (the one `DATABASE_URL` names, or a throwaway one), and the sampler's
 //!    connection to it open; the setup command runs to completion.
-//! 1. The old instances start and are probed until healthy; the front proxy puts them in
+//! 2. The old instances start and are probed until healthy; the front proxy puts them in
 //!    rotation; the load starts and runs alone for the warm-up.
-//! 1½. The pre-deploy command runs to completion while the old instances serve; when it fails
+//! 3. The pre-deploy command runs to completion while the old instances serve; when it fails
 //!    the deploy has failed (`pre_deploy_failed`): no new instance starts, the old ones serve on.
-//! 2. For each instance, one at a time (a rolling deploy): the new instance starts; its health
+//! 4. For each instance, one at a time (a rolling deploy): the new instance starts; its health
 //!    path is probed (2xx or 3xx within 5 s per probe) until the health deadline, which, when
 //!    passed, fails the deploy and leaves the old instances serving; the proxy swaps the old
 //!    instance for the new one; after the drain delay the old one gets SIGTERM, and SIGKILL if
 //!    it is still running after the shutdown delay.
-//! 3. The load runs on for the tail (and until the duration is reached), then stops; the
+//! 5. The load runs on for the tail (and until the duration is reached), then stops; the
 //!    remaining instances are stopped the same way (SIGTERM, then SIGKILL after the delay).
 
 use std::time::{Duration, Instant};
@@ -21,7 +21,9 @@ use super::database::Database;
 use super::instance::{Instance, Launch, free_port};
 use super::load::{Load, LoadSettings};
 use super::proxy::{Backend, Proxy};
-use super::report::{DeployFailure, InstanceReport, Phase, PhaseKind, Rehearsal, Role};
+use super::report::{
+    DeployFailure, InstanceReport, Phase, PhaseKind, Rehearsal, RequestRecord, Role,
+};
 use super::steps::{StepKind, StepRun, run_step};
 use super::{RehearsalOptions, RehearseError};
 
@@ -97,53 +99,7 @@ pub async fn rehearse(options: &RehearsalOptions) -> Result<Rehearsal, RehearseE
         news: Vec::new(),
     };
     run.start_olds(&old_launch).await?;
-    let proxy = Proxy::start(options.request_timeout + Duration::from_secs(1))
-        .await
-        .map_err(RehearseError::Bind)?;
-    proxy.set_rotation(run.olds.iter().map(backend).collect());
-    for t in &mut run.olds {
-        t.report.routed_from = Some(run.timeline.now());
-    }
-    let load = Load::start(
-        LoadSettings {
-            target: proxy.addr(),
-            rate: options.rate,
-            paths: options.paths.clone(),
-            request_timeout: options.request_timeout,
-        },
-        epoch,
-    );
-    let load_started = run.timeline.now();
-    run.timeline.enter(PhaseKind::Before, 0);
-    tokio::time::sleep(options.warmup).await;
-
-    let mut pre_deploy = None;
-    if let Some(command) = &options.pre_deploy {
-        // While the old instances serve under load, as on Render.
-        run.timeline.enter(PhaseKind::PreDeploy, 0);
-        let step = run_step(
-            StepKind::PreDeploy,
-            command,
-            &database.env,
-            epoch,
-            options.show_output,
-        )
-        .await;
-        pre_deploy = Some(step);
-    }
-    // A failed pre-deploy command fails the deploy: the new version is never started.
-    let deploy_failure = if pre_deploy.as_ref().is_none_or(StepRun::succeeded) {
-        run.deploy(&new_launch, &proxy).await?
-    } else {
-        None
-    };
-    run.timeline.enter(PhaseKind::After, 0);
-    let until = (load_started + options.duration).max(run.timeline.now() + options.tail);
-    tokio::time::sleep(until.saturating_sub(run.timeline.now())).await;
-    let requests = load.stop().await;
-    let load_stopped = run.timeline.now();
-    run.timeline.close(load_stopped);
-    proxy.stop().await;
+    let served = run.serve(&database, &new_launch).await?;
     run.stop_all().await;
     let ended = run.timeline.now();
     let connections = match sampler {
@@ -154,14 +110,14 @@ pub async fn rehearse(options: &RehearsalOptions) -> Result<Rehearsal, RehearseE
         command: options.old.display(),
         new_command: options.new.display(),
         setup,
-        pre_deploy,
+        pre_deploy: served.pre_deploy,
         connections,
         rate: options.rate,
         paths: options.paths.clone(),
         health_path: options.health_path.clone(),
         drain: options.drain,
         shutdown_delay: options.shutdown_delay,
-        requests,
+        requests: served.requests,
         phases: run.timeline.phases,
         instances: run
             .olds
@@ -169,9 +125,9 @@ pub async fn rehearse(options: &RehearsalOptions) -> Result<Rehearsal, RehearseE
             .chain(run.news)
             .map(|t| t.report)
             .collect(),
-        deploy_failure,
-        load_started,
-        load_stopped,
+        deploy_failure: served.deploy_failure,
+        load_started: served.load_started,
+        load_stopped: served.load_stopped,
         ended,
     })
 }
@@ -211,7 +167,80 @@ struct Run<'a> {
     news: Vec<Tracked>,
 }
 
+/// What happened while the load ran.
+struct Served {
+    requests: Vec<RequestRecord>,
+    pre_deploy: Option<StepRun>,
+    deploy_failure: Option<DeployFailure>,
+    load_started: Duration,
+    load_stopped: Duration,
+}
+
 impl Run<'_> {
+    /// With the old instances healthy: the proxy and the load, the warm-up, the pre-deploy
+    /// command, the deploy (unless the pre-deploy command failed), and the tail.
+    async fn serve(
+        &mut self,
+        database: &Database,
+        new_launch: &Launch,
+    ) -> Result<Served, RehearseError> {
+        let options = self.options;
+        let proxy = Proxy::start(options.request_timeout + Duration::from_secs(1))
+            .await
+            .map_err(RehearseError::Bind)?;
+        proxy.set_rotation(self.olds.iter().map(backend).collect());
+        for t in &mut self.olds {
+            t.report.routed_from = Some(self.timeline.now());
+        }
+        let load = Load::start(
+            LoadSettings {
+                target: proxy.addr(),
+                rate: options.rate,
+                paths: options.paths.clone(),
+                request_timeout: options.request_timeout,
+            },
+            self.timeline.epoch,
+        );
+        let load_started = self.timeline.now();
+        self.timeline.enter(PhaseKind::Before, 0);
+        tokio::time::sleep(options.warmup).await;
+
+        let mut pre_deploy = None;
+        if let Some(command) = &options.pre_deploy {
+            // While the old instances serve under load, as on Render.
+            self.timeline.enter(PhaseKind::PreDeploy, 0);
+            let step = run_step(
+                StepKind::PreDeploy,
+                command,
+                &database.env,
+                self.timeline.epoch,
+                options.show_output,
+            )
+            .await;
+            pre_deploy = Some(step);
+        }
+        // A failed pre-deploy command fails the deploy: the new version is never started.
+        let deploy_failure = if pre_deploy.as_ref().is_none_or(StepRun::succeeded) {
+            self.deploy(new_launch, &proxy).await?
+        } else {
+            None
+        };
+        self.timeline.enter(PhaseKind::After, 0);
+        let until = (load_started + options.duration).max(self.timeline.now() + options.tail);
+        tokio::time::sleep(until.saturating_sub(self.timeline.now())).await;
+        let requests = load.stop().await;
+        let load_stopped = self.timeline.now();
+        self.timeline.close(load_stopped);
+        proxy.stop().await;
+        Ok(Served {
+            requests,
+            pre_deploy,
+            deploy_failure,
+            load_started,
+            load_stopped,
+        })
+    }
+
     /// Starts the old instances together, as if they had been running for a while, and waits
     /// until every one is healthy.
     async fn start_olds(&mut self, launch: &Launch) -> Result<(), RehearseError> {

@@ -165,3 +165,35 @@ fn failures_table(out: &mut String, r: &Rehearsal) {
     }
     out.push_str("</table>");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::connections::tests::samples;
+    use super::super::super::report::tests::sample;
+    use super::super::page;
+
+    #[test]
+    fn the_connection_chart_draws_the_samples_and_the_limit() {
+        let mut r = sample();
+        assert!(
+            !page(&r).contains("Database connections"),
+            "no database, no chart"
+        );
+        r.connections = Some(samples(&[(100, 2), (1500, 9), (2500, 20), (3900, 1)]));
+        let html = page(&r);
+        assert!(html.contains("against max_connections 20"), "{html}");
+        assert!(
+            html.contains(">max_connections 20</text>"),
+            "the limit line is labelled"
+        );
+        assert!(html.contains("peak 20"), "the peak is marked");
+        assert!(html.contains("at the limit"), "the table says so");
+        // One step of the line per sample.
+        let path = html
+            .split(r#"<path d="M"#)
+            .nth(1)
+            .and_then(|p| p.split('"').next())
+            .expect("the line");
+        assert_eq!(path.matches('V').count(), 3, "{path}");
+    }
+}
