@@ -319,3 +319,68 @@ async fn without_a_database_nothing_is_started_or_sampled() {
     assert!(!run.stdout.contains("database connections"), "{run:?}");
     assert!(run.stdout.contains("    no-database"), "{run:?}");
 }
+
+/// With `DATABASE_URL` set, every command uses that database, and its connections are counted
+/// against its own `max_connections`.
+#[tokio::test]
+async fn with_database_url_set_the_commands_share_that_database_and_it_is_sampled() {
+    use render_deploy::local_postgres::{LocalPostgres, LocalPostgresOptions};
+    let pg = LocalPostgres::start_with(LocalPostgresOptions {
+        max_connections: 30,
+        ..Default::default()
+    })
+    .expect("a throwaway cluster");
+    let url = pg.create_database().await.expect("a database");
+    let version = sh("well-behaved --read-column users.name --connections 2");
+    let run_with = |options: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_render-deploy"))
+                .arg("rehearse")
+                .args(&options)
+                .env("DATABASE_URL", &url)
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output();
+            let output = tokio::time::timeout(crate::rehearsal::RUN_LIMIT, output)
+                .await
+                .expect("the rehearsal ended within the limit")
+                .expect("run render-deploy");
+            Run {
+                code: output.status.code(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+    };
+    let mut options: Vec<String> = LOAD.iter().map(|s| (*s).to_owned()).collect();
+    options.extend([
+        "--setup".into(),
+        users_setup(),
+        "--old".into(),
+        version.clone(),
+    ]);
+    options.extend(["--new".into(), version]);
+    let run = run_with(options).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("limit max_connections 30"), "{run:?}");
+    // The rehearsal's own, and both versions' pools while the old one drains.
+    assert_eq!(run.connection_peak("all"), 5, "{run:?}");
+    // The setup ran against that database: the table is there.
+    let database = url
+        .rsplit('/')
+        .next()
+        .and_then(|d| d.split('?').next())
+        .expect("a database name");
+    let client = pg.connect(database).await.expect("connect");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .expect("the table exists")
+        .get(0);
+    assert_eq!(n, 1);
+
+    let refused = run_with(vec!["--db-max-connections".into(), "20".into()]).await;
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(refused.stderr.contains("DATABASE_URL unset"), "{refused:?}");
+}
