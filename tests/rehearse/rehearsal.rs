@@ -211,7 +211,7 @@ async fn a_command_that_cannot_be_started_is_reported_and_exits_1() {
 }
 
 /// Whether a process is gone (or a zombie nobody has reaped yet: it runs nothing).
-fn gone(pid: u32) -> bool {
+pub(crate) fn gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat

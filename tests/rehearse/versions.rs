@@ -384,3 +384,64 @@ async fn with_database_url_set_the_commands_share_that_database_and_it_is_sample
     assert_eq!(refused.code, Some(1), "{refused:?}");
     assert!(refused.stderr.contains("DATABASE_URL unset"), "{refused:?}");
 }
+
+/// Ctrl-C while the pre-deploy command runs: it is killed with its whole process group, as the
+/// instances are, and the throwaway database is removed.
+#[tokio::test]
+async fn an_interrupted_rehearsal_leaves_no_pre_deploy_command_running() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let old = sh("well-behaved");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_render-deploy"))
+        .args([
+            "rehearse",
+            "--show-output",
+            "--warmup",
+            "0.2s",
+            "--old",
+            &old,
+            "--new",
+            &old,
+        ])
+        .args(["--pre-deploy", "sleep 300 & echo \"sleeping $!\"; wait"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start render-deploy");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+    let pid = tokio::time::timeout(crate::rehearsal::RUN_LIMIT, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if let Some(pid) = line.strip_prefix("[pre-deploy] sleeping ") {
+                return pid.trim().parse::<u32>().expect("a pid");
+            }
+        }
+        panic!("render-deploy ended before the pre-deploy command started");
+    })
+    .await
+    .expect("the pre-deploy command started");
+    assert!(!crate::rehearsal::gone(pid));
+
+    let rehearse_pid = nix::unistd::Pid::from_raw(child.id().expect("running") as i32);
+    nix::sys::signal::kill(rehearse_pid, nix::sys::signal::Signal::SIGINT).expect("send SIGINT");
+    let status = tokio::time::timeout(crate::rehearsal::RUN_LIMIT, child.wait())
+        .await
+        .expect("render-deploy exits on Ctrl-C")
+        .expect("wait");
+    assert_eq!(status.code(), Some(1));
+    // SIGKILL was sent before render-deploy exited; the kernel may take a moment to reap it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !crate::rehearsal::gone(pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let survived = !crate::rehearsal::gone(pid);
+    if survived {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(!survived, "the pre-deploy command outlived the rehearsal");
+}
