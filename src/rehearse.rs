@@ -180,7 +180,8 @@ pub(crate) const DEFAULT_DB_MAX_CONNECTIONS: u32 = 100;
 pub(crate) const DB_MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 5..=10_000;
 
 impl RehearsalOptions {
-    /// Checks the options that the types alone do not rule out.
+    /// Checks the options that the types alone do not rule out (and `--db-max-connections`
+    /// against `DATABASE_URL` in the environment, which it cannot apply to).
     pub fn validate(&self) -> Result<(), RehearseError> {
         let invalid = |option: &'static str, expected: &'static str| {
             Err(RehearseError::InvalidOption { option, expected })
@@ -403,6 +404,23 @@ mod tests {
                 health_path: "/with space".into(),
                 ..Default::default()
             },
+            RehearsalOptions {
+                old: InstanceCommand::Shell("  ".into()),
+                ..Default::default()
+            },
+            RehearsalOptions {
+                pre_deploy: Some(String::new()),
+                ..Default::default()
+            },
+            RehearsalOptions {
+                db_max_connections: Some(4),
+                ..Default::default()
+            },
+            RehearsalOptions {
+                db_max_connections: Some(20),
+                no_database: true,
+                ..Default::default()
+            },
         ];
         for options in bad {
             assert!(options.validate().is_err(), "{options:?} was accepted");
@@ -417,5 +435,7 @@ mod tests {
         };
         assert_eq!(c.display(), "python3 -m app");
         assert_eq!(InstanceCommand::Dev.display(), "render-deploy dev");
+        let shell = InstanceCommand::Shell("cd app && ./run --port \"$PORT\"".into());
+        assert_eq!(shell.display(), "cd app && ./run --port \"$PORT\"");
     }
 }

@@ -123,6 +123,8 @@ async fn an_expand_only_migration_deploys_with_no_failed_request() {
         run.served("old-1") > 0 && run.served("new-1") > 0,
         "{run:?}"
     );
+    // SIGTERM reached the service under `sh -c`, which drained and exited by itself.
+    assert!(run.instance_line("old-1").contains("exited 0"), "{run:?}");
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::super::connections::Connections;
 use super::super::report::{Rehearsal, Role, secs};
+use super::super::steps::StepKind;
 use super::super::versions::describe;
 use super::{
     Axis, FAILED, LEFT, RIGHT, WIDTH, axis_frame, esc, nice_step, phase_bands, svg_open, y_axis,
@@ -98,7 +99,7 @@ pub(super) fn sections(out: &mut String, r: &Rehearsal) {
             secs(step.end.saturating_sub(step.start)),
             secs(step.start),
             secs(step.end),
-            if step.succeeded() {
+            if step.succeeded() || step.kind != StepKind::PreDeploy {
                 ""
             } else {
                 " &mdash; <b>pre_deploy_failed</b>: the new version was never started and the old instances kept serving"
