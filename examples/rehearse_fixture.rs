@@ -19,7 +19,24 @@
 //!
 //! `--startup-ms N` waits N milliseconds before listening, like a service that takes time to
 //! boot, so that health probes are refused at first.
+//!
+//! With a database (`DATABASE_URL`), for the rehearsals of a migration and of a connection
+//! limit:
+//!
+//! - `--read-column TABLE.COLUMN`: `GET /` answers the value of `SELECT COLUMN FROM TABLE
+//!   LIMIT 1`, or 500 `{"error": "…"}` with PostgreSQL's message when the query fails (a
+//!   column renamed under it), as a version of a service that reads that column.
+//! - `--connections N`: opens N connections at start-up and holds them (queries take them in
+//!   turn), as a pool with `min_idle = N` does; `/health` answers 503 until all are open. A
+//!   connection the server refuses (`too many clients already`) is said once and retried every
+//!   200 ms, so a version that cannot have its pool never becomes healthy.
+//!
+//! And one mode that is not a service: `rehearse_fixture sql 'STATEMENTS'` runs the statements
+//! on `DATABASE_URL` and exits 0, or prints PostgreSQL's error and exits 1: a migration for
+//! `--setup` and `--pre-deploy` without `psql`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -43,25 +60,180 @@ struct Slow {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: rehearse_fixture well-behaved|drops-in-flight|never-healthy-new|ignores-sigterm [--startup-ms N]"
+        "usage: rehearse_fixture well-behaved|drops-in-flight|never-healthy-new|ignores-sigterm \
+         [--startup-ms N] [--read-column TABLE.COLUMN] [--connections N]\n       \
+         rehearse_fixture sql 'STATEMENTS'"
     );
     std::process::exit(2)
+}
+
+/// The connections a version holds, and what it reads through them.
+struct Db {
+    clients: RwLock<Vec<Arc<tokio_postgres::Client>>>,
+    want: usize,
+    next: AtomicUsize,
+    query: Option<String>,
+}
+
+impl Db {
+    /// Whether every connection it wants is open.
+    fn ready(&self) -> bool {
+        self.clients.read().map_or(0, |c| c.len()) >= self.want
+    }
+
+    /// `GET /` with `--read-column`: the column's first value, or PostgreSQL's error.
+    async fn read(&self) -> (StatusCode, String) {
+        let Some(query) = &self.query else {
+            return (StatusCode::OK, String::new());
+        };
+        let client = {
+            let clients = self.clients.read().expect("not poisoned");
+            if clients.is_empty() {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "{\"error\": \"no connection yet\"}".to_owned(),
+                );
+            }
+            let n = self.next.fetch_add(1, Ordering::Relaxed) % clients.len();
+            clients[n].clone()
+        };
+        match client.query_opt(query.as_str(), &[]).await {
+            Ok(Some(row)) => match row.try_get::<_, Option<String>>(0) {
+                Ok(value) => (StatusCode::OK, format!("{}\n", value.unwrap_or_default())),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, error_body(&e)),
+            },
+            Ok(None) => (StatusCode::OK, "no rows\n".to_owned()),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, error_body(&e)),
+        }
+    }
+}
+
+fn error_body(e: &tokio_postgres::Error) -> String {
+    let message = e
+        .as_db_error()
+        .map_or(e.to_string(), |d| d.message().to_owned());
+    serde_json::json!({ "error": message }).to_string()
+}
+
+fn database_url() -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            eprintln!("rehearse_fixture: DATABASE_URL must be set");
+            std::process::exit(2)
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// `rehearse_fixture sql 'STATEMENTS'`.
+async fn run_sql(statements: &str) -> ! {
+    let client = match connect(&database_url()).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rehearse_fixture sql: cannot connect: {e}");
+            std::process::exit(1)
+        }
+    };
+    match client.batch_execute(statements).await {
+        Ok(()) => {
+            println!("ok: {statements}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let message = e
+                .as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_owned());
+            eprintln!("ERROR: {message}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Opens the connections of `--connections` (one for `--read-column` alone) in the background,
+/// each retried every 200 ms until the server accepts it, as a pool with `min_idle` does.
+fn open_db(read_column: Option<String>, connections: usize, instance: &str) -> Option<Arc<Db>> {
+    let count = if read_column.is_some() {
+        connections.max(1)
+    } else {
+        connections
+    };
+    if count == 0 {
+        return None;
+    }
+    let query = read_column.map(|column| {
+        let (table, column) = column.split_once('.').unwrap_or_else(|| usage());
+        let ident =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        if !(ident(table) && ident(column)) {
+            usage()
+        }
+        format!("SELECT {column}::text FROM {table} LIMIT 1")
+    });
+    let db = Arc::new(Db {
+        clients: RwLock::new(Vec::with_capacity(count)),
+        want: count,
+        next: AtomicUsize::new(0),
+        query,
+    });
+    let (url, opening, instance) = (database_url(), db.clone(), instance.to_owned());
+    tokio::spawn(async move {
+        let mut last_error = String::new();
+        for n in 1..=count {
+            loop {
+                match connect(&url).await {
+                    Ok(c) => {
+                        opening
+                            .clients
+                            .write()
+                            .expect("not poisoned")
+                            .push(Arc::new(c));
+                        break;
+                    }
+                    Err(e) => {
+                        let message = e
+                            .as_db_error()
+                            .map_or(e.to_string(), |d| d.message().to_owned());
+                        // Once per distinct error, not every retry.
+                        if message != last_error {
+                            eprintln!(
+                                "{instance}: cannot open connection {n} of {count}: {message}"
+                            );
+                            last_error = message;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        println!("{instance}: holding {count} database connections");
+    });
+    Some(db)
 }
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
+        Some("sql") => run_sql(&args.next().unwrap_or_else(|| usage())).await,
         Some("well-behaved") => Mode::WellBehaved,
         Some("drops-in-flight") => Mode::DropsInFlight,
         Some("never-healthy-new") => Mode::NeverHealthyNew,
         Some("ignores-sigterm") => Mode::IgnoresSigterm,
         _ => usage(),
     };
-    let mut startup = Duration::ZERO;
+    let (mut startup, mut read_column, mut connections) = (Duration::ZERO, None, 0);
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next().and_then(|v| v.parse().ok())) {
+        let value = args.next().unwrap_or_else(|| usage());
+        match (arg.as_str(), value.parse::<u64>().ok()) {
             ("--startup-ms", Some(ms)) => startup = Duration::from_millis(ms),
+            ("--connections", Some(n)) => connections = n as usize,
+            ("--read-column", _) => read_column = Some(value),
             _ => usage(),
         }
     }
@@ -76,21 +248,38 @@ async fn main() {
     // Installed before anything else, so that SIGTERM during start-up follows the mode too.
     let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
     tokio::time::sleep(startup).await;
+    let db = open_db(read_column, connections, &instance);
+    let health_db = db.clone();
 
     let healthy = !(mode == Mode::NeverHealthyNew && instance.starts_with("new-"));
     let hello = format!("hello from {instance}\n");
     let app = Router::new()
         .route(
             "/health",
-            get(move || async move {
-                if healthy {
-                    (StatusCode::OK, "ok\n")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            get(move || {
+                // Not healthy until its pool is complete, as a service that waits for it.
+                let pool_ready = health_db.as_ref().is_none_or(|db| db.ready());
+                async move {
+                    if healthy && pool_ready {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
                 }
             }),
         )
-        .route("/", get(move || std::future::ready(hello.clone())))
+        .route(
+            "/",
+            get(move || {
+                let (db, hello) = (db.clone(), hello.clone());
+                async move {
+                    match db {
+                        Some(db) if db.query.is_some() => db.read().await,
+                        _ => (StatusCode::OK, hello),
+                    }
+                }
+            }),
+        )
         .route(
             "/slow",
             get(|Query(q): Query<Slow>| async move {

@@ -5,8 +5,9 @@
 #   scripts/rehearse-screenshot.sh REPORT.html [OUT.png] [WIDTHxHEIGHT]
 #   scripts/rehearse-screenshot.sh --demo [OUT_DIR]
 #
-# --demo builds the fixture service, rehearses a well-behaved and a request-dropping deploy,
-# and screenshots both reports into OUT_DIR (default target/rehearse-demo).
+# --demo builds the fixture service, rehearses a well-behaved, a request-dropping, a rolling
+# deploy and a column rename that breaks the old version, and screenshots the reports into
+# OUT_DIR (default target/rehearse-demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,13 @@ if [ "${1:-}" = "--demo" ]; then
   target/debug/render-deploy rehearse "${load[@]}" --report "$out/well-behaved.html" -- "$fixture" well-behaved || true
   target/debug/render-deploy rehearse "${load[@]}" --report "$out/drops-in-flight.html" -- "$fixture" drops-in-flight || true
   target/debug/render-deploy rehearse --rate 40 --duration 5s --instances 3 --report "$out/rolling.html" -- "$fixture" well-behaved || true
-  for name in well-behaved drops-in-flight rolling; do
+  # Two versions and a migration that breaks the old one (README: the expand/contract example).
+  target/debug/render-deploy rehearse --duration 6s --db-max-connections 20 --report "$out/rename.html" \
+    --setup "$fixture sql \"CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users VALUES (1, 'Ada')\"" \
+    --old "$fixture well-behaved --read-column users.name --connections 4" \
+    --new "$fixture well-behaved --read-column users.full_name --connections 4" \
+    --pre-deploy "$fixture sql \"ALTER TABLE users RENAME COLUMN name TO full_name\"" || true
+  for name in well-behaved drops-in-flight rolling rename; do
     shot "$out/$name.html" "$out/$name.png" 1200x1400
   done
   exit 0

@@ -11,8 +11,12 @@
 //! # Layout
 //!
 //! - [`orchestrator`]: the deploy itself, in Render's order ([`rehearse`]).
+//! - `database`: the PostgreSQL that every command of a rehearsal shares.
 //! - `instance`: one instance as a child process in its own process group, its health probe,
 //!   and the guarantee that no child outlives the rehearsal.
+//! - [`steps`]: the setup and pre-deploy commands, run to completion.
+//! - [`connections`]: the database's client connections, sampled, and their peak per phase.
+//! - [`versions`]: failed requests by phase, instance and version; the pre-deploy in reports.
 //! - [`proxy`]: the front proxy that routes each new request to a current instance and tags the
 //!   response with the instance that served it.
 //! - [`load`]: the open-loop load generator.
@@ -23,14 +27,18 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
+mod database;
 mod instance;
 
+pub(crate) mod connections;
 pub(crate) mod html;
 pub(crate) mod load;
 pub(crate) mod orchestrator;
 pub(crate) mod proxy;
 pub(crate) mod report;
+pub(crate) mod steps;
 mod text;
+pub(crate) mod versions;
 
 pub use orchestrator::rehearse;
 
@@ -51,13 +59,16 @@ pub enum InstanceCommand {
     /// This program's own `dev` (`render-deploy dev`), on a throwaway PostgreSQL shared by all
     /// instances unless `DATABASE_URL` is set.
     Dev,
-    /// Any other service that reads `PORT`.
+    /// Any other service that reads `PORT`, as a program and its arguments (`-- COMMAND ARGS`).
     Command {
         /// The program.
         program: OsString,
         /// Its arguments.
         args: Vec<OsString>,
     },
+    /// Any other service that reads `PORT`, as a shell command run with `sh -c` (`--old`,
+    /// `--new`).
+    Shell(String),
 }
 
 impl InstanceCommand {
@@ -70,6 +81,7 @@ impl InstanceCommand {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
                 .join(" "),
+            InstanceCommand::Shell(command) => command.clone(),
         }
     }
 }
@@ -80,8 +92,21 @@ impl InstanceCommand {
 /// rehearsal takes seconds, not minutes.
 #[derive(Debug, Clone)]
 pub(crate) struct RehearsalOptions {
-    /// What each instance runs. Default: [`InstanceCommand::Dev`].
-    pub command: InstanceCommand,
+    /// What each instance of the old version runs. Default: [`InstanceCommand::Dev`].
+    pub old: InstanceCommand,
+    /// What each instance of the new version runs. Default: [`InstanceCommand::Dev`].
+    pub new: InstanceCommand,
+    /// Run once with `sh -c`, to completion, after the database is up and before the old
+    /// instances start; a failure stops the rehearsal. Default: none.
+    pub setup: Option<String>,
+    /// Run with `sh -c` after the warm-up, while the old instances serve and before the new
+    /// one starts (Render's `preDeployCommand`); a failure fails the deploy. Default: none.
+    pub pre_deploy: Option<String>,
+    /// Start no database, sample none, and give no `DATABASE_URL`. Default false.
+    pub no_database: bool,
+    /// `max_connections` of the throwaway PostgreSQL (only when `DATABASE_URL` is unset).
+    /// Default: none, which is 100.
+    pub db_max_connections: Option<u32>,
     /// How many instances serve at once; a deploy replaces them one at a time. Default 1.
     pub instances: usize,
     /// Requests per second sent through the front proxy, whatever the latency. Default 20.
@@ -118,7 +143,12 @@ pub(crate) struct RehearsalOptions {
 impl Default for RehearsalOptions {
     fn default() -> Self {
         Self {
-            command: InstanceCommand::Dev,
+            old: InstanceCommand::Dev,
+            new: InstanceCommand::Dev,
+            setup: None,
+            pre_deploy: None,
+            no_database: false,
+            db_max_connections: None,
             instances: 1,
             rate: 20.0,
             duration: Duration::from_secs(10),
@@ -142,9 +172,16 @@ pub const MAX_RATE: f64 = 2000.0;
 pub(crate) const MAX_INSTANCES: usize = 16;
 /// The longest `--duration` (and any other duration option).
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// `max_connections` of the throwaway PostgreSQL without `--db-max-connections`: that of
+/// Render's smallest plans.
+pub(crate) const DEFAULT_DB_MAX_CONNECTIONS: u32 = 100;
+/// The range of `--db-max-connections` (PostgreSQL needs a few slots for itself; its own
+/// limit is far higher than a rehearsal on one machine can use).
+pub(crate) const DB_MAX_CONNECTIONS: std::ops::RangeInclusive<u32> = 5..=10_000;
 
 impl RehearsalOptions {
-    /// Checks the options that the types alone do not rule out.
+    /// Checks the options that the types alone do not rule out (and `--db-max-connections`
+    /// against `DATABASE_URL` in the environment, which it cannot apply to).
     pub fn validate(&self) -> Result<(), RehearseError> {
         let invalid = |option: &'static str, expected: &'static str| {
             Err(RehearseError::InvalidOption { option, expected })
@@ -181,6 +218,34 @@ impl RehearsalOptions {
         }
         if self.probe_interval.is_zero() {
             return invalid("--probe-interval", "a duration above zero");
+        }
+        for (option, command) in [("--old", &self.old), ("--new", &self.new)] {
+            if matches!(command, InstanceCommand::Shell(c) if c.trim().is_empty()) {
+                return invalid(option, "a shell command");
+            }
+        }
+        for (option, command) in [("--setup", &self.setup), ("--pre-deploy", &self.pre_deploy)] {
+            if command.as_ref().is_some_and(|c| c.trim().is_empty()) {
+                return invalid(option, "a shell command");
+            }
+        }
+        if let Some(n) = self.db_max_connections {
+            if !DB_MAX_CONNECTIONS.contains(&n) {
+                return invalid("--db-max-connections", "a number from 5 to 10000");
+            }
+            if self.no_database {
+                return invalid(
+                    "--db-max-connections",
+                    "no --no-database: it sets the limit of the rehearsal's own PostgreSQL",
+                );
+            }
+            if std::env::var_os("DATABASE_URL").is_some() {
+                return invalid(
+                    "--db-max-connections",
+                    "DATABASE_URL unset: it sets the limit of the PostgreSQL that rehearse \
+                     starts, and with DATABASE_URL set it starts none",
+                );
+            }
         }
         Ok(())
     }
@@ -232,9 +297,27 @@ pub(crate) enum RehearseError {
         /// The last lines the instance printed.
         output: Vec<String>,
     },
-    /// The throwaway PostgreSQL shared by the `dev` instances could not be started.
-    #[error("cannot start the throwaway PostgreSQL for the instances: {0}")]
+    /// The throwaway PostgreSQL shared by every command could not be started.
+    #[error("cannot start the throwaway PostgreSQL for the rehearsal: {0}")]
     Postgres(#[from] crate::local_postgres::LocalPostgresError),
+    /// The database could not be connected to, to count its connections.
+    #[error(
+        "cannot connect to the database to count its connections: {0} (--no-database rehearses without one)"
+    )]
+    Sampler(#[from] connections::SamplerError),
+    /// The setup command failed, so there is nothing to deploy over.
+    #[error(
+        "the setup command `{command}` {how}; nothing to deploy over{}",
+        output_tail(.output)
+    )]
+    SetupFailed {
+        /// The command.
+        command: String,
+        /// How it ended (`exited 1`).
+        how: String,
+        /// Its last lines.
+        output: Vec<String>,
+    },
 }
 
 fn output_tail(lines: &[String]) -> String {
@@ -321,6 +404,23 @@ mod tests {
                 health_path: "/with space".into(),
                 ..Default::default()
             },
+            RehearsalOptions {
+                old: InstanceCommand::Shell("  ".into()),
+                ..Default::default()
+            },
+            RehearsalOptions {
+                pre_deploy: Some(String::new()),
+                ..Default::default()
+            },
+            RehearsalOptions {
+                db_max_connections: Some(4),
+                ..Default::default()
+            },
+            RehearsalOptions {
+                db_max_connections: Some(20),
+                no_database: true,
+                ..Default::default()
+            },
         ];
         for options in bad {
             assert!(options.validate().is_err(), "{options:?} was accepted");
@@ -335,5 +435,7 @@ mod tests {
         };
         assert_eq!(c.display(), "python3 -m app");
         assert_eq!(InstanceCommand::Dev.display(), "render-deploy dev");
+        let shell = InstanceCommand::Shell("cd app && ./run --port \"$PORT\"".into());
+        assert_eq!(shell.display(), "cd app && ./run --port \"$PORT\"");
     }
 }

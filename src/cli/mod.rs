@@ -52,7 +52,7 @@ pub enum Command {
     #[command(subcommand)]
     Blueprint(blueprint::Command),
     /// Rehearse a Render zero-downtime deploy on this machine.
-    Rehearse(rehearse::Args),
+    Rehearse(Box<rehearse::Args>),
     /// Deploy through Render's API; with --wait, follow it to live, smoke-test it, roll back.
     Deploy(deploy::Args),
 }
@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Trigger(args) => trigger::run(args),
         Command::Blueprint(cmd) => blueprint::run(cmd),
-        Command::Rehearse(args) => rehearse::run(args),
+        Command::Rehearse(args) => rehearse::run(*args),
         Command::Deploy(args) => deploy::run(args),
     }
 }

@@ -53,13 +53,39 @@ pub struct Args {
     /// Copy the instances' output to stderr, each line prefixed with the instance's name.
     #[arg(long)]
     pub show_output: bool,
+    /// The old version's command, run with `sh -c` in each old instance (default: COMMAND, or
+    /// this program's own `dev`).
+    #[arg(long, value_name = "SHELL COMMAND")]
+    pub old: Option<String>,
+    /// The new version's command, run with `sh -c` in each new instance (default: COMMAND, or
+    /// this program's own `dev`).
+    #[arg(long, value_name = "SHELL COMMAND")]
+    pub new: Option<String>,
+    /// Run once, to completion, after the database is up and before the old instances start
+    /// (the old version's migrations, seed data); a failure stops the rehearsal.
+    #[arg(long, value_name = "SHELL COMMAND")]
+    pub setup: Option<String>,
+    /// Render's preDeployCommand: run after the warm-up while the old instances serve, before
+    /// the new one starts, with DATABASE_URL and no PORT; a failure fails the deploy.
+    #[arg(long, value_name = "SHELL COMMAND")]
+    pub pre_deploy: Option<String>,
+    /// max_connections of the PostgreSQL that rehearse starts when DATABASE_URL is unset
+    /// (default 100, the smallest Render plans').
+    #[arg(long, value_name = "N")]
+    pub db_max_connections: Option<u32>,
+    /// Start no PostgreSQL, count no connections, give no DATABASE_URL (a service without one).
+    #[arg(long)]
+    pub no_database: bool,
     /// The command of one instance (default: this program's own `dev`); it must read `PORT`.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
 impl Args {
-    fn options(self) -> (RehearsalOptions, Option<PathBuf>) {
+    fn options(self) -> Result<(RehearsalOptions, Option<PathBuf>), &'static str> {
+        if self.old.is_some() && self.new.is_some() && !self.command.is_empty() {
+            return Err("--old and --new are both given: `-- COMMAND` would be run by neither");
+        }
         let mut words = self.command.into_iter();
         let command = match words.next() {
             None => InstanceCommand::Dev,
@@ -68,8 +94,14 @@ impl Args {
                 args: words.map(Into::into).collect(),
             },
         };
+        let version = |shell: Option<String>| shell.map_or(command.clone(), InstanceCommand::Shell);
         let options = RehearsalOptions {
-            command,
+            old: version(self.old),
+            new: version(self.new),
+            setup: self.setup,
+            pre_deploy: self.pre_deploy,
+            no_database: self.no_database,
+            db_max_connections: self.db_max_connections,
             instances: self.instances,
             rate: self.rate,
             duration: self.duration,
@@ -84,13 +116,19 @@ impl Args {
             request_timeout: self.request_timeout,
             show_output: self.show_output,
         };
-        (options, self.report)
+        Ok((options, self.report))
     }
 }
 
 /// Runs `rehearse`: 0 when no request failed and no instance needed SIGKILL, 1 otherwise.
 pub fn run(args: Args) -> ExitCode {
-    let (options, report) = args.options();
+    let (options, report) = match args.options() {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            eprintln!("render-deploy rehearse: {why}");
+            return ExitCode::from(1);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

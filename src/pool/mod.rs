@@ -56,7 +56,7 @@ mod connector;
 mod error;
 mod maintenance;
 mod sizing;
-mod tls;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,6 +71,7 @@ use auth::AuthBlock;
 use connector::{Connector, Shared, driver_config};
 use error::classify;
 pub use error::{PoolConfigError, PoolError};
+pub(crate) use sizing::read_server;
 pub use sizing::{PoolSizing, ServerFigures};
 
 use crate::database_url::DatabaseUrl;

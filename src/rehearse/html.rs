@@ -3,10 +3,14 @@
 //! Three charts share one time axis: requests per second by the instance that served them
 //! (failures stacked on top in red), the latency of every request, and one lane per instance
 //! (starting, in rotation, stopping, how it exited). The deploy's phases are shaded behind the
-//! first two, so a burst of errors lines up with the step that caused it.
+//! first two, so a burst of errors lines up with the step that caused it. When the rehearsal
+//! had a database, a fourth chart draws its client connections against `max_connections`
+//! (`versions`, with the pre-deploy command and the failures by version).
 
 use std::fmt::Write as _;
 use std::time::Duration;
+
+mod versions;
 
 use super::report::{InstanceReport, PhaseKind, Rehearsal, Role, millis, secs, trim_float};
 use super::text::instance_line;
@@ -44,12 +48,12 @@ svg {{ display: block; }} svg text {{ font: 11px system-ui, sans-serif; fill: #4
 ul.problems li {{ color: {failed}; }}
 </style></head><body>
 <h1>Rehearsal of a zero-downtime deploy <span class="badge">{result}</span></h1>
-<div class="muted">command <code>{command}</code> &middot; {rate} req/s on <code>{paths}</code> &middot; health <code>{health}</code> &middot; drain {drain} &middot; shutdown delay {delay}</div>
+<div class="muted">{command} &middot; {rate} req/s on <code>{paths}</code> &middot; health <code>{health}</code> &middot; drain {drain} &middot; shutdown delay {delay}</div>
 "#,
         result = if ok { "PASS" } else { "FAIL" },
         badge = if ok { "#2e7d32" } else { FAILED },
         failed = FAILED,
-        command = esc(&r.command),
+        command = command_line(r),
         rate = trim_float(r.rate),
         paths = esc(&r.paths.join(" ")),
         health = esc(&r.health_path),
@@ -69,11 +73,28 @@ ul.problems li {{ color: {failed}; }}
     throughput_chart(&mut out, r, &x);
     out.push_str("<h2>Latency of each request</h2>");
     latency_chart(&mut out, r, &x);
+    if let Some(c) = &r.connections {
+        versions::connections_chart(&mut out, r, c, &x);
+    }
     out.push_str("<h2>Instances</h2>");
     lanes_chart(&mut out, r, &x);
+    versions::sections(&mut out, r);
     tables(&mut out, r);
     out.push_str("</body></html>\n");
     out
+}
+
+/// `command <code>A</code>`, or `old <code>A</code> &rarr; new <code>B</code>`.
+fn command_line(r: &Rehearsal) -> String {
+    if r.command == r.new_command {
+        format!("command <code>{}</code>", esc(&r.command))
+    } else {
+        format!(
+            "old <code>{}</code> &rarr; new <code>{}</code>",
+            esc(&r.command),
+            esc(&r.new_command)
+        )
+    }
 }
 
 /// Maps seconds to the horizontal pixel position.
@@ -152,7 +173,8 @@ fn legend(out: &mut String, r: &Rehearsal) {
     out.push_str("</p>");
 }
 
-const PHASE_FILLS: [(PhaseKind, &str); 3] = [
+const PHASE_FILLS: [(PhaseKind, &str); 4] = [
+    (PhaseKind::PreDeploy, "#e4d7f5"),
     (PhaseKind::NewStarting, "#fff4c2"),
     (PhaseKind::Switched, "#dcebfb"),
     (PhaseKind::OldStopping, "#fde0cc"),
@@ -554,6 +576,7 @@ mod tests {
     fn text_from_the_command_line_is_escaped() {
         let mut r = sample();
         r.command = "serve --flag '<b>&'".into();
+        r.new_command = r.command.clone();
         let page = page(&r);
         assert!(page.contains("serve --flag &#39;&lt;b&gt;&amp;&#39;"));
         assert!(!page.contains("<b>&"));

@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use super::report::InstanceExit;
-use super::{PROBE_TIMEOUT, RehearseError};
+use super::{InstanceCommand, PROBE_TIMEOUT, RehearsalOptions, RehearseError};
 
 /// How many of an instance's last output lines are kept for the report.
 const TAIL_LINES: usize = 20;
@@ -33,12 +33,64 @@ pub(crate) struct Launch {
     pub args: Vec<std::ffi::OsString>,
     pub env: Vec<(String, String)>,
     pub display: String,
+    /// SIGTERM goes to the whole process group, not the process alone (a shell command).
+    pub term_group: bool,
+}
+
+impl Launch {
+    /// How to start an instance of `command`, with `env` (the database's) added. This
+    /// program's own `dev` also gets `HOST=127.0.0.1`, a `SHUTDOWN_TIMEOUT` that ends before
+    /// the SIGKILL (unless set), and, on the rehearsal's own database, `DB_POOL_INSTANCES`: its
+    /// `auto` pool sizing already doubles for the old and new instances of a deploy.
+    pub fn of(
+        command: &InstanceCommand,
+        options: &RehearsalOptions,
+        env: &[(String, String)],
+        throwaway_database: bool,
+    ) -> Result<Self, RehearseError> {
+        let mut env = env.to_vec();
+        let (program, args) = match command {
+            InstanceCommand::Command { program, args } => (program.clone(), args.clone()),
+            // `sh` (dash) does not exec the command it runs, so SIGTERM to `sh` alone would
+            // end the shell and never reach the service. It goes to the group instead, and the
+            // shell catches it (a caught signal is reset to the default across exec, an
+            // ignored one would not be) to stay until the service has drained, and exit with
+            // its status.
+            InstanceCommand::Shell(line) => (
+                "sh".into(),
+                vec!["-c".into(), format!("trap : TERM\n{line}").into()],
+            ),
+            InstanceCommand::Dev => {
+                let exe = std::env::current_exe().map_err(RehearseError::CurrentExe)?;
+                env.push(("HOST".to_owned(), "127.0.0.1".to_owned()));
+                if std::env::var_os("SHUTDOWN_TIMEOUT").is_none() {
+                    let secs = options.shutdown_delay.as_secs().saturating_sub(1).max(1);
+                    env.push(("SHUTDOWN_TIMEOUT".to_owned(), secs.to_string()));
+                }
+                if throwaway_database {
+                    env.push((
+                        "DB_POOL_INSTANCES".to_owned(),
+                        options.instances.to_string(),
+                    ));
+                }
+                (exe.into_os_string(), vec!["dev".into()])
+            }
+        };
+        Ok(Self {
+            program,
+            args,
+            env,
+            display: command.display(),
+            term_group: matches!(command, InstanceCommand::Shell(_)),
+        })
+    }
 }
 
 /// A running (or exited) instance.
 pub(crate) struct Instance {
     port: u16,
     pid: Pid,
+    term_group: bool,
     exit: watch::Receiver<Option<InstanceExit>>,
     tail: Arc<Mutex<VecDeque<String>>>,
 }
@@ -105,6 +157,7 @@ impl Instance {
         Ok(Self {
             port,
             pid,
+            term_group: launch.term_group,
             exit,
             tail,
         })
@@ -130,10 +183,15 @@ impl Instance {
         }
     }
 
-    /// Sends SIGTERM to its process (not its group: the service stops its own helpers).
+    /// Sends SIGTERM to its process (not its group: the service stops its own helpers), or
+    /// to the group of a shell command (see [`Launch::of`]).
     pub fn sigterm(&self) {
         if self.exit().is_none() {
-            let _ = kill(self.pid, Signal::SIGTERM);
+            let _ = if self.term_group {
+                killpg(self.pid, Signal::SIGTERM)
+            } else {
+                kill(self.pid, Signal::SIGTERM)
+            };
         }
     }
 
@@ -192,7 +250,7 @@ impl Drop for Instance {
     }
 }
 
-fn exit_of(status: ExitStatus) -> InstanceExit {
+pub(crate) fn exit_of(status: ExitStatus) -> InstanceExit {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => InstanceExit::Code(code),

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::proxy::classify_chain;
-use super::report::{FailureCause, Outcome, RequestRecord};
+use super::report::{EXCERPT_CHARS, FailureCause, Outcome, RequestRecord};
 use super::{CAUSE_HEADER, INSTANCE_HEADER};
 
 /// One request in this many is sent on a new connection.
@@ -113,16 +113,18 @@ async fn one_request(
 ) -> RequestRecord {
     let start = epoch.elapsed();
     let exchange = send(settings.target, path, new_connection, idle);
-    let (outcome, instance) = match tokio::time::timeout(settings.request_timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => (Outcome::Failed(FailureCause::Timeout), None),
-    };
+    let (outcome, instance, excerpt) =
+        match tokio::time::timeout(settings.request_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => (Outcome::Failed(FailureCause::Timeout), None, None),
+        };
     RequestRecord {
         start,
         end: epoch.elapsed(),
         outcome,
         instance,
         new_connection,
+        excerpt,
     }
 }
 
@@ -131,7 +133,7 @@ async fn send(
     path: &str,
     new_connection: bool,
     idle: &Idle,
-) -> (Outcome, Option<String>) {
+) -> (Outcome, Option<String>, Option<String>) {
     let reused = if new_connection {
         None
     } else {
@@ -141,7 +143,7 @@ async fn send(
         Some(sender) => sender,
         None => match connect(target).await {
             Ok(sender) => sender,
-            Err(cause) => return (Outcome::Failed(cause), None),
+            Err(cause) => return (Outcome::Failed(cause), None, None),
         },
     };
     let mut request = hyper::Request::get(path).header(hyper::header::HOST, target.to_string());
@@ -149,11 +151,11 @@ async fn send(
         request = request.header(hyper::header::CONNECTION, "close");
     }
     let Ok(request) = request.body(Empty::new()) else {
-        return (Outcome::Failed(FailureCause::Other), None);
+        return (Outcome::Failed(FailureCause::Other), None, None);
     };
     let response = match sender.send_request(request).await {
         Ok(r) => r,
-        Err(e) => return (Outcome::Failed(classify_chain(&e)), None),
+        Err(e) => return (Outcome::Failed(classify_chain(&e)), None, None),
     };
     let status = response.status().as_u16();
     let header = |name: &str| {
@@ -165,19 +167,41 @@ async fn send(
     };
     let instance = header(INSTANCE_HEADER);
     let cause = header(CAUSE_HEADER).and_then(|c| FailureCause::from_token(&c));
-    if let Err(e) = response.into_body().collect().await {
-        return (Outcome::Failed(classify_chain(&e)), instance);
-    }
+    let body = match response.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return (Outcome::Failed(classify_chain(&e)), instance, None),
+    };
     if !new_connection
         && let Ok(mut idle) = idle.lock()
         && idle.len() < MAX_IDLE
     {
         idle.push(sender);
     }
-    match cause {
+    let outcome = match cause {
         // The proxy answered for an instance that could not.
-        Some(cause) => (Outcome::Failed(cause), instance),
-        None => (Outcome::Response(status), instance),
+        Some(cause) => Outcome::Failed(cause),
+        None => Outcome::Response(status),
+    };
+    // What the service said went wrong is kept for failures only: the load stays light.
+    let excerpt = outcome.failure().map(|_| excerpt(&body));
+    (outcome, instance, excerpt)
+}
+
+/// The start of a body as one line of text: whitespace collapsed, control characters dropped,
+/// at most [`EXCERPT_CHARS`] characters.
+fn excerpt(body: &[u8]) -> String {
+    let head = &body[..body.len().min(EXCERPT_CHARS * 4)];
+    let text = String::from_utf8_lossy(head);
+    let mut out = String::new();
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().filter(|c| !c.is_control()));
+    }
+    match out.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &out[..cut]),
+        None => out,
     }
 }
 
@@ -203,4 +227,22 @@ async fn connect(target: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Failur
         .map_err(|e| classify_chain(&e))?;
     tokio::spawn(conn);
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_one_short_line_of_the_body() {
+        assert_eq!(
+            excerpt(b"{\"error\":\n  \"boom\"}\n"),
+            "{\"error\": \"boom\"}"
+        );
+        let long = "x".repeat(1000);
+        let e = excerpt(long.as_bytes());
+        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
+        assert!(e.ends_with('…'));
+        assert_eq!(excerpt(&[0xff, b'a', 0x07, b'b']), "\u{fffd}ab");
+    }
 }

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::connections::Connections;
+use super::steps::StepRun;
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FailureCause {
@@ -102,7 +105,13 @@ pub(crate) struct RequestRecord {
     pub instance: Option<String>,
     /// Whether it was sent on a new connection (otherwise on a kept-alive one).
     pub new_connection: bool,
+    /// For a failed request, the start of the body that came back (what the service said
+    /// went wrong), whitespace collapsed, at most [`EXCERPT_CHARS`] characters.
+    pub excerpt: Option<String>,
 }
+
+/// The longest body excerpt kept for a failed request.
+pub const EXCERPT_CHARS: usize = 160;
 
 impl RequestRecord {
     /// How long it took.
@@ -116,6 +125,8 @@ impl RequestRecord {
 pub(crate) enum PhaseKind {
     /// Only the old instances serve; nothing has started yet.
     Before,
+    /// The pre-deploy command runs (the migrations) while the old instances serve.
+    PreDeploy,
     /// The new instance is starting and being probed; the old one still serves.
     NewStarting,
     /// Traffic has moved to the new instance; the old one finishes what it was sent (the drain
@@ -129,8 +140,9 @@ pub(crate) enum PhaseKind {
 
 impl PhaseKind {
     /// Every phase, in the order of a deploy.
-    pub const ALL: [PhaseKind; 5] = [
+    pub const ALL: [PhaseKind; 6] = [
         PhaseKind::Before,
+        PhaseKind::PreDeploy,
         PhaseKind::NewStarting,
         PhaseKind::Switched,
         PhaseKind::OldStopping,
@@ -141,6 +153,7 @@ impl PhaseKind {
     pub fn label(self) -> &'static str {
         match self {
             PhaseKind::Before => "before",
+            PhaseKind::PreDeploy => "pre-deploy",
             PhaseKind::NewStarting => "new starting",
             PhaseKind::Switched => "switched, draining",
             PhaseKind::OldStopping => "old stopping",
@@ -255,8 +268,17 @@ pub(crate) struct DeployFailure {
 /// Everything a rehearsal saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rehearsal {
-    /// The command of the instances, as typed.
+    /// The command of the old version's instances, as typed.
     pub command: String,
+    /// The command of the new version's instances (the same as `command` when one version is
+    /// deployed over itself).
+    pub new_command: String,
+    /// The setup command, when one was given (it succeeded, or there would be no rehearsal).
+    pub setup: Option<StepRun>,
+    /// The pre-deploy command, when one was given and the deploy reached it.
+    pub pre_deploy: Option<StepRun>,
+    /// The database's client connections, when the rehearsal had a database to sample.
+    pub connections: Option<Connections>,
     /// Requests per second of the load.
     pub rate: f64,
     /// The paths of the load.
@@ -395,7 +417,7 @@ impl Rehearsal {
 
     /// Why the rehearsal did not succeed; empty when it did.
     pub fn problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.version_problems();
         if let Some(f) = &self.deploy_failure {
             problems.push(format!(
                 "the deploy failed: {} did not become healthy ({})",
@@ -428,6 +450,11 @@ impl Rehearsal {
         if self.requests.is_empty() {
             problems.push("no request was sent".to_owned());
         }
+        if let Some(c) = &self.connections
+            && let Some(p) = c.limit_problem(&self.phases)
+        {
+            problems.push(p);
+        }
         problems
     }
 
@@ -457,21 +484,27 @@ pub(crate) fn trim_float(x: f64) -> String {
 pub(crate) mod tests {
     use super::*;
 
-    fn ms(n: u64) -> Duration {
+    pub(crate) fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
-    fn request(start: u64, latency: u64, outcome: Outcome, instance: &str) -> RequestRecord {
+    pub(crate) fn request(
+        start: u64,
+        latency: u64,
+        outcome: Outcome,
+        instance: &str,
+    ) -> RequestRecord {
         RequestRecord {
             start: ms(start),
             end: ms(start + latency),
             outcome,
             instance: Some(instance.to_owned()),
             new_connection: start.is_multiple_of(2),
+            excerpt: None,
         }
     }
 
-    fn instance(name: &str, role: Role) -> InstanceReport {
+    pub(crate) fn instance(name: &str, role: Role) -> InstanceReport {
         InstanceReport {
             name: name.to_owned(),
             role,
@@ -513,6 +546,10 @@ pub(crate) mod tests {
         ];
         Rehearsal {
             command: "fixture".into(),
+            new_command: "fixture".into(),
+            setup: None,
+            pre_deploy: None,
+            connections: None,
             rate: 10.0,
             paths: vec!["/".into()],
             health_path: "/health".into(),

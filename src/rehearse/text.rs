@@ -10,7 +10,15 @@ impl Rehearsal {
         let mut out = String::new();
         self.write_heading(&mut out);
         self.write_phases(&mut out);
+        // The versions' sections (`versions`, `connections`): failures by phase, instance and
+        // version; connections against the limit; after the instances, the one-shot commands.
+        out.push_str(&self.attribution_text());
+        if let Some(c) = &self.connections {
+            let _ = writeln!(out);
+            out.push_str(&c.text(&self.phases));
+        }
         self.write_instances(&mut out);
+        out.push_str(&self.steps_text());
         self.write_result(&mut out);
         out
     }
@@ -25,8 +33,8 @@ impl Rehearsal {
             .count();
         let _ = writeln!(
             out,
-            "rehearsal of `{}`: {olds} instance{}, {} req/s on {}, drain {}, shutdown delay {}",
-            self.command,
+            "rehearsal of {}: {olds} instance{}, {} req/s on {}, drain {}, shutdown delay {}",
+            self.versions_title(),
             if olds == 1 { "" } else { "s" },
             trim_float(self.rate),
             self.paths.join(" "),
@@ -88,6 +96,20 @@ impl Rehearsal {
                 f.instance,
                 f.reason
             );
+            // What it said while it failed to start is usually why.
+            let tail = self
+                .instances
+                .iter()
+                .find(|i| i.name == f.instance)
+                .map_or(&[][..], |i| {
+                    &i.output_tail[i.output_tail.len().saturating_sub(10)..]
+                });
+            if !tail.is_empty() {
+                let _ = writeln!(out, "its last output:");
+                for line in tail {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
         }
     }
 

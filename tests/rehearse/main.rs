@@ -7,3 +7,4 @@ mod support;
 
 mod rehearsal;
 mod report;
+mod versions;

@@ -8,12 +8,12 @@ use std::time::Duration;
 use crate::support::fixture::fixture;
 
 /// The whole of one rehearsal may take this long before the test gives up on it.
-const RUN_LIMIT: Duration = Duration::from_secs(90);
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl std::fmt::Debug for Run {
@@ -27,7 +27,7 @@ impl std::fmt::Debug for Run {
 }
 
 impl Run {
-    fn instance_line(&self, name: &str) -> &str {
+    pub fn instance_line(&self, name: &str) -> &str {
         self.stdout
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{name} ")))
@@ -35,7 +35,7 @@ impl Run {
     }
 
     /// `requests: N sent, M failed` as (N, M).
-    fn requests(&self) -> (usize, usize) {
+    pub fn requests(&self) -> (usize, usize) {
         let line = self
             .stdout
             .lines()
@@ -49,7 +49,7 @@ impl Run {
     }
 
     /// `served N` on an instance's line.
-    fn served(&self, name: &str) -> usize {
+    pub fn served(&self, name: &str) -> usize {
         let line = self.instance_line(name);
         let after = line
             .split("served ")
@@ -64,7 +64,7 @@ impl Run {
 }
 
 /// Runs `render-deploy rehearse OPTIONS -- COMMAND...`.
-async fn rehearse(options: &[&str], command: &[&str]) -> Run {
+pub(crate) async fn rehearse(options: &[&str], command: &[&str]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_render-deploy"));
     cmd.arg("rehearse").args(options);
     if !command.is_empty() {
@@ -211,7 +211,7 @@ async fn a_command_that_cannot_be_started_is_reported_and_exits_1() {
 }
 
 /// Whether a process is gone (or a zombie nobody has reaped yet: it runs nothing).
-fn gone(pid: u32) -> bool {
+pub(crate) fn gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(stat) => stat

@@ -15,9 +15,9 @@ fn find_chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Takes a 1200×900 screenshot of `page` with Chromium, as root-safe as Chromium allows, with
-/// a fresh profile and nothing fetched from the network.
-async fn screenshot(chromium: &Path, page: &Path, png: &Path) {
+/// Takes a screenshot of `page` (`size` is `WIDTH,HEIGHT`) with Chromium, as root-safe as
+/// Chromium allows, with a fresh profile and nothing fetched from the network.
+async fn screenshot(chromium: &Path, page: &Path, png: &Path, size: &str) {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut screenshot_arg = std::ffi::OsString::from("--screenshot=");
     screenshot_arg.push(png);
@@ -34,8 +34,8 @@ async fn screenshot(chromium: &Path, page: &Path, png: &Path) {
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--window-size=1200,900",
         ])
+        .arg(format!("--window-size={size}"))
         .arg(profile_arg)
         .arg(screenshot_arg)
         .arg(url)
@@ -119,7 +119,7 @@ async fn the_html_report_renders_in_headless_chromium_to_a_chart_not_a_blank_pag
     assert!(!html.contains("<script"), "the page is static");
 
     let png = dir.path().join("report.png");
-    screenshot(&chromium, &report, &png).await;
+    screenshot(&chromium, &report, &png, "1200,900").await;
     let (width, height, rgb) = pixels(&png);
     assert_eq!((width, height), (1200, 900));
 
@@ -138,5 +138,84 @@ async fn the_html_report_renders_in_headless_chromium_to_a_chart_not_a_blank_pag
     ] {
         let n = rgb.iter().filter(|p| near(**p, colour)).count();
         assert!(n > 500, "{what}: only {n} pixels");
+    }
+}
+
+/// A deploy whose pre-deploy command renames the column the old version reads: the page shows
+/// the pre-deploy phase, the failures of the old version after it, and the connection chart
+/// with its limit.
+#[tokio::test]
+async fn the_html_report_of_a_breaking_migration_shows_the_pre_deploy_phase_and_the_connection_chart()
+ {
+    let Some(chromium) = find_chromium() else {
+        crate::support::prerequisite_missing(
+            "chromium",
+            "apt-get install chromium; scripts/test does it",
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("report.html");
+    let fixture = format!("'{}'", fixture().display());
+    let rehearsal = tokio::process::Command::new(env!("CARGO_BIN_EXE_render-deploy"))
+        .args(["rehearse", "--rate", "40", "--duration", "3s", "--db-max-connections", "20"])
+        .arg("--setup")
+        .arg(format!(
+            r#"{fixture} sql "CREATE TABLE users (id int, name text); INSERT INTO users VALUES (1, 'Ada')""#
+        ))
+        .arg("--pre-deploy")
+        .arg(format!(
+            r#"{fixture} sql "ALTER TABLE users RENAME COLUMN name TO full_name""#
+        ))
+        .arg("--old")
+        .arg(format!("{fixture} well-behaved --read-column users.name"))
+        .arg("--new")
+        .arg(format!("{fixture} well-behaved --read-column users.full_name"))
+        .arg("--report")
+        .arg(&report)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(90), rehearsal)
+        .await
+        .expect("the rehearsal ended")
+        .expect("run render-deploy");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the migration breaks the old version"
+    );
+    let html = std::fs::read_to_string(&report).expect("the report was written");
+    for want in [
+        "the migration is not compatible with the version still running",
+        "Database connections (client backends",
+        "max_connections 20",
+        "pre-deploy (step 0)",
+        "new starting (step 1)",
+        "The pre-deploy command",
+        "Failed requests by phase, instance and version",
+    ] {
+        assert!(html.contains(want), "the page lacks {want:?}");
+    }
+
+    let png = dir.path().join("report.png");
+    screenshot(&chromium, &report, &png, "1200,1400").await;
+    let (width, height, rgb) = pixels(&png);
+    assert_eq!((width, height), (1200, 1400));
+    let ink = rgb.iter().filter(|p| p.iter().any(|&c| c < 235)).count();
+    assert!(
+        ink as f64 / rgb.len() as f64 > 0.05,
+        "the page is nearly blank"
+    );
+    // The pre-deploy band (lilac), the connection line (purple) and the limit and failures (red).
+    for (what, colour, least) in [
+        ("pre-deploy band", [0xe4, 0xd7, 0xf5], 2000),
+        ("connection line", [0x6a, 0x3d, 0x9a], 300),
+        ("failures and the limit", [0xd6, 0x27, 0x28], 300),
+    ] {
+        let n = rgb.iter().filter(|p| near(**p, colour)).count();
+        assert!(n > least, "{what}: only {n} pixels");
     }
 }
