@@ -276,6 +276,21 @@ pub fn verify<'h>(
     now: i64,
     tolerance: Duration,
 ) -> Result<Verified<'h>, VerifyError> {
+    let mut verifier = verifier(secret, headers, now, tolerance)?;
+    verifier.update(body);
+    verifier.finish()
+}
+
+/// Checks the headers of a delivery (scheme as [`detect_scheme`], id, timestamp, signature
+/// syntax) and returns a [`BodyVerifier`] to stream the body through, for a body too large to
+/// hold in memory (`render-deploy verify` of a capture). A header problem is reported here,
+/// before any of the body is read; whether the signature matches, by [`BodyVerifier::finish`].
+pub fn verifier<'h>(
+    secret: &WebhookSecret,
+    headers: &'h HeaderMap,
+    now: i64,
+    tolerance: Duration,
+) -> Result<BodyVerifier<'h>, VerifyError> {
     // The same decision as `detect_scheme`, but the `webhook-signature` lookup that settles the
     // usual case is kept and handed on instead of being done a second time.
     let signatures = headers.get_all(&WEBHOOK_SIGNATURE_NAME);
@@ -283,11 +298,67 @@ pub fn verify<'h>(
         || headers.contains_key(&WEBHOOK_ID_NAME)
         || headers.contains_key(&WEBHOOK_TIMESTAMP_NAME)
     {
-        standard(secret, headers, signatures, body, now, tolerance)
+        standard(secret, headers, signatures, now, tolerance)
     } else if headers.contains_key(&GITHUB_SIGNATURE_NAME) {
-        verify_github(secret, headers, body)
+        github(secret, headers)
     } else {
         Err(VerifyError::MissingHeader(WEBHOOK_SIGNATURE))
+    }
+}
+
+/// A delivery whose headers checked out, waiting for its body: feed the raw bytes with
+/// [`update`](Self::update) in any number of pieces, then [`finish`](Self::finish).
+pub struct BodyVerifier<'h> {
+    /// Keyed, and for Standard Webhooks already fed with `{id}.{timestamp}.`.
+    mac: HmacSha256,
+    expected: Expected,
+    verified: Verified<'h>,
+}
+
+/// What the finished HMAC must match.
+enum Expected {
+    /// Any of the decoded `v1` signatures.
+    Standard(Candidates),
+    /// GitHub's one digest.
+    Github([u8; 32]),
+}
+
+impl fmt::Debug for BodyVerifier<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyVerifier")
+            .field("scheme", &self.verified.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'h> BodyVerifier<'h> {
+    /// Feeds the next piece of the raw body.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.mac.update(chunk);
+    }
+
+    /// The delivery, when a signature matches the body fed so far.
+    pub fn finish(self) -> Result<Verified<'h>, VerifyError> {
+        let matched = match &self.expected {
+            Expected::Standard(candidates) => {
+                // One HMAC, finished once, whatever the number of candidates: a key rotation
+                // list costs one more 32-byte comparison per signature, not another
+                // finalisation. `CtOutput`'s `==` is the constant-time comparison that
+                // `verify_slice` makes.
+                let tag = self.mac.finalize();
+                candidates.iter().fold(false, |found, candidate| {
+                    // No short-circuit: every candidate is compared, so the time does not say
+                    // which matched.
+                    (tag == CtOutput::new((*candidate).into())) | found
+                })
+            }
+            Expected::Github(digest) => self.mac.verify_slice(digest).is_ok(),
+        };
+        if matched {
+            Ok(self.verified)
+        } else {
+            Err(VerifyError::NoMatchingSignature)
+        }
     }
 }
 
@@ -313,17 +384,18 @@ pub fn verify_standard<'h>(
     tolerance: Duration,
 ) -> Result<Verified<'h>, VerifyError> {
     let signatures = headers.get_all(&WEBHOOK_SIGNATURE_NAME);
-    standard(secret, headers, signatures, body, now, tolerance)
+    let mut verifier = standard(secret, headers, signatures, now, tolerance)?;
+    verifier.update(body);
+    verifier.finish()
 }
 
 fn standard<'h>(
     secret: &WebhookSecret,
     headers: &'h HeaderMap,
     signatures: GetAll<'h, HeaderValue>,
-    body: &[u8],
     now: i64,
     tolerance: Duration,
-) -> Result<Verified<'h>, VerifyError> {
+) -> Result<BodyVerifier<'h>, VerifyError> {
     // Headers are read as bytes and each is checked once, by the parser that needs its exact
     // form: `to_str` would only add a pass over every byte that these parsers make anyway.
     let id = single_value(headers.get_all(&WEBHOOK_ID_NAME), WEBHOOK_ID)?;
@@ -342,34 +414,24 @@ fn standard<'h>(
     mac.update(b".");
     mac.update(timestamp_text);
     mac.update(b".");
-    mac.update(body);
-    // One HMAC, finished once, whatever the number of candidates: a key rotation list costs
-    // one more 32-byte comparison per signature, not another finalisation. `CtOutput`'s `==` is
-    // the constant-time comparison that `verify_slice` makes.
-    let tag = mac.finalize();
-    let matched = candidates.iter().fold(false, |found, candidate| {
-        // No short-circuit: every candidate is compared, so the time does not say which matched.
-        (tag == CtOutput::new((*candidate).into())) | found
-    });
-    if matched {
-        Ok(Verified {
+    Ok(BodyVerifier {
+        mac,
+        expected: Expected::Standard(candidates),
+        verified: Verified {
             scheme: Scheme::Standard,
             id: Some(id),
             timestamp: Some(timestamp),
-        })
-    } else {
-        Err(VerifyError::NoMatchingSignature)
-    }
+        },
+    })
 }
 
-/// Verifies a GitHub delivery: `X-Hub-Signature-256: sha256=<64 hex>` over the raw body, keyed
-/// with the secret exactly as written. The delivery id is returned when `X-GitHub-Delivery` is
-/// present (the HTTP endpoint requires it; offline `verify` does not).
-pub(crate) fn verify_github<'h>(
+/// A GitHub delivery: `X-Hub-Signature-256: sha256=<64 hex>` over the raw body, keyed with the
+/// secret exactly as written. The delivery id is returned when `X-GitHub-Delivery` is present
+/// (the HTTP endpoint requires it; offline `verify` does not).
+fn github<'h>(
     secret: &WebhookSecret,
     headers: &'h HeaderMap,
-    body: &[u8],
-) -> Result<Verified<'h>, VerifyError> {
+) -> Result<BodyVerifier<'h>, VerifyError> {
     let value = single_value(headers.get_all(&GITHUB_SIGNATURE_NAME), GITHUB_SIGNATURE)?;
     let hex_part = value
         .strip_prefix(b"sha256=")
@@ -389,37 +451,83 @@ pub(crate) fn verify_github<'h>(
         Some(id) => Some(parse_id(id, GITHUB_DELIVERY)?),
         None => None,
     };
-    let mut mac = secret.keyed.github.clone();
-    mac.update(body);
-    mac.verify_slice(&expected)
-        .map_err(|_| VerifyError::NoMatchingSignature)?;
-    Ok(Verified {
-        scheme: Scheme::Github,
-        id,
-        timestamp: None,
+    Ok(BodyVerifier {
+        mac: secret.keyed.github.clone(),
+        expected: Expected::Github(expected),
+        verified: Verified {
+            scheme: Scheme::Github,
+            id,
+            timestamp: None,
+        },
     })
 }
 
 /// Signs for Standard Webhooks: returns `v1,<base64>` over `{id}.{timestamp}.{body}`.
 pub fn sign_standard(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = secret.keyed.standard.clone();
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let tag = mac.finalize().into_bytes();
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(tag)
-    )
+    let mut signer = BodySigner::standard(secret, id, timestamp);
+    signer.update(body);
+    signer.finish()
 }
 
 /// Signs for GitHub: returns `sha256=<hex>` over the body.
 pub fn sign_github(secret: &WebhookSecret, body: &[u8]) -> String {
-    let mut mac = secret.keyed.github.clone();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    let mut signer = BodySigner::github(secret);
+    signer.update(body);
+    signer.finish()
+}
+
+/// A signature computed over a body streamed in pieces (`render-deploy sign` of a large file).
+pub struct BodySigner {
+    mac: HmacSha256,
+    scheme: Scheme,
+}
+
+impl fmt::Debug for BodySigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodySigner")
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BodySigner {
+    /// Standard Webhooks: the prefix `{id}.{timestamp}.` is fed now, the body after.
+    pub fn standard(secret: &WebhookSecret, id: &str, timestamp: i64) -> Self {
+        let mut mac = secret.keyed.standard.clone();
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        Self {
+            mac,
+            scheme: Scheme::Standard,
+        }
+    }
+
+    /// GitHub: the body alone.
+    pub fn github(secret: &WebhookSecret) -> Self {
+        Self {
+            mac: secret.keyed.github.clone(),
+            scheme: Scheme::Github,
+        }
+    }
+
+    /// Feeds the next piece of the body.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.mac.update(chunk);
+    }
+
+    /// The signature header's value: `v1,<base64>` or `sha256=<hex>`.
+    pub fn finish(self) -> String {
+        let tag = self.mac.finalize().into_bytes();
+        match self.scheme {
+            Scheme::Standard => format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(tag)
+            ),
+            Scheme::Github => format!("sha256={}", hex::encode(tag)),
+        }
+    }
 }
 
 /// Whether `id` is acceptable as a delivery id: 1 to [`MAX_ID_LEN`] bytes of visible ASCII.

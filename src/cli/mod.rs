@@ -73,15 +73,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// A payload argument: a file, or `-` / nothing for stdin.
-fn read_payload(path: Option<&PathBuf>) -> std::io::Result<Vec<u8>> {
+/// Bytes read at a time from a payload: large enough that a 256 MiB file costs a few thousand
+/// `read` calls, small enough that memory stays flat whatever the payload's size.
+const PAYLOAD_CHUNK: usize = 256 * 1024;
+
+/// Streams a payload argument (a file, or `-` / nothing for stdin) through `feed` in chunks of
+/// at most [`PAYLOAD_CHUNK`] bytes; nothing is kept after `feed` has seen it.
+fn stream_payload(path: Option<&PathBuf>, mut feed: impl FnMut(&[u8])) -> std::io::Result<()> {
     use std::io::Read;
-    match path {
-        Some(p) if p.as_os_str() != "-" => std::fs::read(p),
-        _ => {
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf)?;
-            Ok(buf)
+    let mut input: Box<dyn Read> = match path {
+        Some(p) if p.as_os_str() != "-" => Box::new(std::fs::File::open(p)?),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let mut buf = vec![0u8; PAYLOAD_CHUNK];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => feed(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

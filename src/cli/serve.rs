@@ -58,7 +58,8 @@ fn run(mode: Mode, env: &Env) -> ExitCode {
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
-    telemetry::init_logging(config.log_format);
+    // Held to the end of `run`: dropping it writes out the log lines still queued.
+    let _log = telemetry::init_logging(config.log_format);
     telemetry::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

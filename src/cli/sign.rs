@@ -56,32 +56,27 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("render-deploy sign: --timestamp must not be negative");
         return ExitCode::from(2);
     }
-    let body = match super::read_payload(args.file.as_ref()) {
-        Ok(body) => body,
-        Err(e) => {
-            eprintln!("render-deploy sign: could not read the payload: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let id = args.id.unwrap_or_else(new_id);
+    let timestamp = args.timestamp.unwrap_or_else(unix_now);
+    let mut signer = match scheme {
+        signature::Scheme::Standard => signature::BodySigner::standard(&secret, &id, timestamp),
+        signature::Scheme::Github => signature::BodySigner::github(&secret),
+    };
+    if let Err(e) = super::stream_payload(args.file.as_ref(), |chunk| signer.update(chunk)) {
+        eprintln!("render-deploy sign: could not read the payload: {e}");
+        return ExitCode::from(1);
+    }
+    let signature = signer.finish();
     match scheme {
         signature::Scheme::Standard => {
-            let timestamp = args.timestamp.unwrap_or_else(unix_now);
             println!("{}: {id}", signature::WEBHOOK_ID);
             println!("{}: {timestamp}", signature::WEBHOOK_TIMESTAMP);
-            println!(
-                "{}: {}",
-                signature::WEBHOOK_SIGNATURE,
-                signature::sign_standard(&secret, &id, timestamp, &body)
-            );
+            println!("{}: {signature}", signature::WEBHOOK_SIGNATURE);
         }
         signature::Scheme::Github => {
             // GitHub signs no timestamp; the delivery id is printed so that the output can be
             // sent to `/hooks/deploy`, which needs it for replay protection.
-            println!(
-                "X-Hub-Signature-256: {}",
-                signature::sign_github(&secret, &body)
-            );
+            println!("X-Hub-Signature-256: {signature}");
             println!("X-GitHub-Delivery: {id}");
         }
     }

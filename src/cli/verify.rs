@@ -42,16 +42,22 @@ pub fn run(args: Args) -> ExitCode {
         Ok(secret) => secret,
         Err(code) => return code,
     };
-    let body = match super::read_payload(args.file.as_ref()) {
-        Ok(body) => body,
+    let now = args.now.unwrap_or_else(unix_now);
+    let tolerance = Duration::from_secs(args.tolerance);
+    // The headers are checked first (a stale or malformed delivery needs no body), then the raw
+    // body is streamed through the HMAC after the signed prefix: memory stays flat for any size.
+    let mut verifier = match signature::verifier(&secret, &headers, now, tolerance) {
+        Ok(verifier) => verifier,
         Err(e) => {
-            eprintln!("render-deploy verify: could not read the body: {e}");
+            eprintln!("invalid: {e}");
             return ExitCode::from(1);
         }
     };
-    let now = args.now.unwrap_or_else(unix_now);
-    let tolerance = Duration::from_secs(args.tolerance);
-    match signature::verify(&secret, &headers, &body, now, tolerance) {
+    if let Err(e) = super::stream_payload(args.file.as_ref(), |chunk| verifier.update(chunk)) {
+        eprintln!("render-deploy verify: could not read the body: {e}");
+        return ExitCode::from(1);
+    }
+    match verifier.finish() {
         Ok(_) => {
             println!("valid");
             ExitCode::SUCCESS

@@ -15,6 +15,7 @@
 
 pub mod listener;
 pub mod middleware;
+mod request_metrics;
 mod routes;
 
 use std::future::Future;
@@ -172,6 +173,8 @@ impl Deployment {
             let lifecycle = self.lifecycle.clone();
             let refresh = Arc::new(move || {
                 let _ = pool.status(); // publishes the pool gauges
+                metrics::counter!("render_deploy_log_lines_dropped_total")
+                    .absolute(telemetry::dropped_log_lines());
                 metrics::gauge!("render_deploy_draining").set(if lifecycle.is_draining() {
                     1.0
                 } else {
@@ -236,6 +239,7 @@ impl Deployment {
         let state = MiddlewareState {
             request_timeout: self.config.request_timeout,
             lifecycle: self.lifecycle.clone(),
+            metrics: request_metrics::RequestMetrics::default(),
         };
         app.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
             .layer(CatchPanicLayer::custom(middleware::panic_response))

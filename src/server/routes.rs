@@ -26,6 +26,20 @@ pub(crate) struct RootState {
     pub instance: String,
 }
 
+/// The body of `GET /`, serialised from borrowed fields (no intermediate JSON value); fields in
+/// the order `json!` gave them.
+#[derive(serde::Serialize)]
+struct Root<'a> {
+    database_time: &'a str,
+    instance: &'a str,
+    service: &'a str,
+    version: &'a str,
+}
+
+/// The query of `GET /`, formatted by the server so the answer needs no date type on our side.
+const ROOT_SQL: &str =
+    r#"SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#;
+
 /// `GET /`: the example of a pooled query, one round trip through the pool.
 pub async fn root(State(state): State<RootState>) -> Response {
     let conn = match state.pool.get_connection().await {
@@ -35,17 +49,18 @@ pub async fn root(State(state): State<RootState>) -> Response {
             return json_error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
         }
     };
-    // Formatted by the server so the answer needs no date type on our side.
-    let sql = r#"SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#;
-    match conn.query_one(sql, &[]).await {
+    // `query_typed_one`: the unnamed statement, parsed, bound and run in one round trip.
+    // `query_one` with SQL text would prepare a named statement first and wait for its
+    // description (a second round trip), and is not safe through PgBouncer in transaction mode.
+    match conn.query_typed_one(ROOT_SQL, &[]).await {
         Ok(row) => {
-            let time: String = row.get(0);
-            Json(serde_json::json!({
-                "service": state.service,
-                "version": state.version,
-                "instance": state.instance,
-                "database_time": time,
-            }))
+            let time: &str = row.get(0);
+            Json(Root {
+                database_time: time,
+                instance: &state.instance,
+                service: &state.service,
+                version: &state.version,
+            })
             .into_response()
         }
         Err(e) => {

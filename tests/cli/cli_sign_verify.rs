@@ -173,6 +173,93 @@ fn what_sign_prints_verify_accepts_back_for_both_schemes() {
 }
 
 #[test]
+fn a_payload_of_many_chunks_is_signed_and_verified_over_its_exact_bytes_from_stdin_and_file() {
+    use render_deploy::signature::{WebhookSecret, sign_github, sign_standard};
+    // Several read chunks long, not a multiple of any buffer size, every byte value present.
+    let payload: Vec<u8> = (0..3 * 1024 * 1024 + 7)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload.bin");
+    std::fs::write(&file, &payload).unwrap();
+    let file = file.to_str().unwrap();
+    let secret = "a raw secret that is at least thirty-two bytes long";
+    let key = WebhookSecret::parse(secret).unwrap();
+    let expected_standard = sign_standard(&key, "msg_big", 1_700_000_000, &payload);
+    let expected_github = sign_github(&key, &payload);
+
+    for (input, stdin) in [(file, &b""[..]), ("-", &payload[..])] {
+        let signed = run(
+            &[
+                "sign",
+                "--secret-env",
+                "S",
+                "--id",
+                "msg_big",
+                "--timestamp",
+                "1700000000",
+                input,
+            ],
+            &[("S", secret)],
+            stdin,
+        );
+        assert_eq!(signed.status.code(), Some(0), "{}", text(&signed.stderr));
+        let lines = text(&signed.stdout);
+        assert!(
+            lines.contains(&format!("webhook-signature: {expected_standard}")),
+            "{input}: {lines}"
+        );
+        let github = run(
+            &["sign", "--secret-env", "S", "--scheme", "github", input],
+            &[("S", secret)],
+            stdin,
+        );
+        assert!(
+            text(&github.stdout).contains(&format!("X-Hub-Signature-256: {expected_github}")),
+            "{input}: {}",
+            text(&github.stdout)
+        );
+
+        let mut args = vec!["verify", "--secret-env", "S", "--now", "1700000000"];
+        for line in lines.lines() {
+            args.extend(["--header", line]);
+        }
+        args.push(input);
+        let verified = run(&args, &[("S", secret)], stdin);
+        assert_eq!(
+            text(&verified.stdout),
+            "valid\n",
+            "{input}: {}",
+            text(&verified.stderr)
+        );
+
+        // One byte changed in the last chunk: refused.
+        let mut tampered = payload.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        let tampered_file = dir.path().join("tampered.bin");
+        std::fs::write(&tampered_file, &tampered).unwrap();
+        let tampered_input = if input == "-" {
+            "-"
+        } else {
+            tampered_file.to_str().unwrap()
+        };
+        *args.last_mut().unwrap() = tampered_input;
+        let refused = run(&args, &[("S", secret)], &tampered[..stdin.len()]);
+        assert_eq!(
+            refused.status.code(),
+            Some(1),
+            "{input}: {}",
+            text(&refused.stdout)
+        );
+        assert!(
+            text(&refused.stderr).starts_with("invalid:"),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
+}
+
+#[test]
 fn verify_reports_a_malformed_header_line() {
     let out = run(
         &["verify", "--secret-env", "S", "--header", "no colon here"],

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod blocked_stdout;
 mod blueprint_cli;
 mod check_env;
 mod cli_sign_verify;
