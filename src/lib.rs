@@ -120,7 +120,8 @@
 //! **[`telemetry`]** and **[`clock`]**: logs, metrics and the panic hook; the injectable clock.
 //!
 //! ```
-//! render_deploy::telemetry::init_logging(render_deploy::config::LogFormat::Pretty);
+//! // Keep the guard for the life of the process: dropping it writes out the queued lines.
+//! let _log = render_deploy::telemetry::init_logging(render_deploy::config::LogFormat::Pretty);
 //! assert!(render_deploy::clock::unix_now() > 1_700_000_000);
 //! ```
 //!
