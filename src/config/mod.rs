@@ -48,8 +48,8 @@ use crate::signature::WebhookSecret;
 pub use crate::schema::{Env, Mode, Problem, Summary};
 
 pub use settings::{
-    AppEnv, DbPolicy, DeploySettings, HealthSettings, HookSettings, LogFormat, PoolMax,
-    PoolSettings, ReplayStoreKind, ServeOptions, UnknownWord,
+    AppEnv, DbPolicy, DeploySettings, HealthSettings, HookSettings, LogFormat, MaxConnections,
+    PoolMax, PoolSettings, ReplayStoreKind, ServeOptions, UnknownWord,
 };
 
 /// Render's own variables, when present (shown in `/health` and the logs).
@@ -106,6 +106,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     /// `SHUTDOWN_LINGER_MS`: after SIGTERM, how long open connections are still answered.
     pub shutdown_linger: Duration,
+    /// `MAX_CONNECTIONS`: most connections held at once (`auto`: from the file limit).
+    pub max_connections: MaxConnections,
     /// `METRICS_TOKEN`: `/metrics` is served only with it.
     pub metrics_token: Option<SecretString>,
     /// `RENDER_API_KEY` (read by `deploy`; checked here so `check-env` knows it).

@@ -118,6 +118,16 @@ pub enum PoolMax {
     Fixed(usize),
 }
 
+/// Most connections the server holds at once (`MAX_CONNECTIONS`); the server resolves `Auto`
+/// from the file limit ([`crate::server::connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxConnections {
+    /// The soft `RLIMIT_NOFILE`, less the pool's bound and a few spare descriptors.
+    Auto,
+    /// Exactly this many.
+    Fixed(usize),
+}
+
 /// Settings of the health check, from the `HEALTH_*` variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthSettings {
@@ -165,12 +175,14 @@ pub struct HookSettings {
     pub tolerance: Duration,
     /// `WEBHOOK_MAX_BODY`: bytes accepted.
     pub max_body: usize,
+    /// `WEBHOOK_MAX_INFLIGHT`: bytes of bodies held in memory at once, all deliveries together.
+    pub max_inflight: usize,
     /// `WEBHOOK_REPLAY_STORE`.
     pub replay_store: ReplayStoreKind,
 }
 
-/// Timeouts of the HTTP server, from `SHUTDOWN_TIMEOUT`, `HEADER_READ_TIMEOUT` and
-/// `SHUTDOWN_LINGER_MS`.
+/// Timeouts and limits of the HTTP server, from `SHUTDOWN_TIMEOUT`, `HEADER_READ_TIMEOUT`,
+/// `SHUTDOWN_LINGER_MS` and `MAX_CONNECTIONS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServeOptions {
     /// Longest drain after the shutdown signal (`SHUTDOWN_TIMEOUT`).
@@ -180,6 +192,8 @@ pub struct ServeOptions {
     /// After the shutdown signal, how long open connections are still served (each response
     /// closing its connection) before idle ones are closed. Ends early when none are open.
     pub linger: Duration,
+    /// Most connections held at once; at the cap one is closed to make room for the next.
+    pub max_connections: MaxConnections,
 }
 
 /// Every setting that has a default, as the built-in schema gives it for an empty environment.

@@ -16,8 +16,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::settings::{
-    AppEnv, Defaults, DeploySettings, HealthSettings, HookSettings, LogFormat, PoolMax,
-    PoolSettings, RECHECK_AFTER, ServeOptions,
+    AppEnv, Defaults, DeploySettings, HealthSettings, HookSettings, LogFormat, MaxConnections,
+    PoolMax, PoolSettings, RECHECK_AFTER, ServeOptions,
 };
 use super::{Config, ConfigErrors, RenderInfo, Validation};
 use crate::database_url::DatabaseUrl;
@@ -80,6 +80,17 @@ impl FromParsed for PoolMax {
         match parsed {
             Parsed::Text(t) if t == "auto" => Some(PoolMax::Auto),
             Parsed::Integer(n) => usize::try_from(n).ok().map(PoolMax::Fixed),
+            _ => None,
+        }
+    }
+}
+
+impl FromParsed for MaxConnections {
+    const WANTS: &'static str = "auto or a number of connections";
+    fn from_parsed(parsed: Parsed) -> Option<Self> {
+        match parsed {
+            Parsed::Text(t) if t == "auto" => Some(MaxConnections::Auto),
+            Parsed::Integer(n) => usize::try_from(n).ok().map(MaxConnections::Fixed),
             _ => None,
         }
     }
@@ -214,9 +225,24 @@ impl Values {
 
     /// The `WEBHOOK_*` variables.
     fn hooks(&mut self) -> Option<HookSettings> {
+        let max_body = self.require::<usize>("WEBHOOK_MAX_BODY");
+        let max_inflight = self.require::<usize>("WEBHOOK_MAX_INFLIGHT");
+        // One delivery of the largest size must fit in the budget, or none could be read.
+        if let (Some(max_body), Some(max_inflight)) = (max_body, max_inflight)
+            && max_inflight < max_body
+        {
+            self.problem(
+                "WEBHOOK_MAX_INFLIGHT",
+                format!(
+                    "{max_inflight} is less than WEBHOOK_MAX_BODY={max_body} (expected at least \
+                     WEBHOOK_MAX_BODY)"
+                ),
+            );
+        }
         Some(HookSettings {
             tolerance: self.secs("WEBHOOK_TOLERANCE")?,
-            max_body: self.require("WEBHOOK_MAX_BODY")?,
+            max_body: max_body?,
+            max_inflight: max_inflight?,
             replay_store: self.require_word("WEBHOOK_REPLAY_STORE")?,
         })
     }
@@ -227,6 +253,7 @@ impl Values {
             shutdown_timeout: self.secs("SHUTDOWN_TIMEOUT")?,
             header_read_timeout: self.secs("HEADER_READ_TIMEOUT")?,
             linger: self.millis("SHUTDOWN_LINGER_MS")?,
+            max_connections: self.require("MAX_CONNECTIONS")?,
         })
     }
 
@@ -374,6 +401,7 @@ fn assemble(v: &mut Values) -> (Validation, Vec<&'static str>) {
             request_timeout: d.request_timeout,
             header_read_timeout: d.serve.header_read_timeout,
             shutdown_linger: d.serve.linger,
+            max_connections: d.serve.max_connections,
             metrics_token,
             render_api_key,
             render_api_url: render_api_url?,
@@ -491,6 +519,8 @@ mod tests {
         assert_eq!(d.serve.shutdown_timeout, Duration::from_secs(25));
         assert_eq!(d.serve.linger, Duration::from_millis(250));
         assert_eq!(d.pool.max, PoolMax::Auto);
+        assert_eq!(d.serve.max_connections, MaxConnections::Auto);
+        assert_eq!(d.hooks.max_inflight, 8 * 1024 * 1024);
         assert_eq!(d.hooks.replay_store, ReplayStoreKind::Memory);
         assert_eq!(d.health.db_policy, DbPolicy::GateStartup);
         assert_eq!(HealthSettings::default(), d.health);

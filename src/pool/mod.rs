@@ -89,6 +89,16 @@ impl PoolSettings {
     fn cpus(&self) -> u32 {
         self.cpus.unwrap_or_else(sizing::machine_cpus)
     }
+
+    /// The most connections the pool may open, known before it has met its server: a fixed
+    /// size, or for `auto` the `2 × CPUs + 1` that bounds whatever the server allows. What the
+    /// server's connection cap leaves descriptors for.
+    pub fn bound(&self) -> usize {
+        match self.max {
+            PoolMax::Fixed(n) => n,
+            PoolMax::Auto => sizing::cpu_limit(self.cpus()),
+        }
+    }
 }
 
 /// A snapshot of the pool for `/metrics` and `/health`.

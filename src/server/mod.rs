@@ -13,10 +13,13 @@
 //! # Ok(()) }
 //! ```
 
+mod accept;
+pub mod connections;
 pub mod listener;
 pub mod middleware;
 mod request_metrics;
 mod routes;
+mod tracked;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +40,7 @@ use crate::replay::{LazyPostgresReplayStore, MemoryReplayStore, ReplayStore, Rep
 use crate::schema::ProblemKind;
 use crate::telemetry;
 use crate::webhooks::{self, HookState};
+use connections::MaxConnections;
 pub use listener::{DrainReport, ServeOptions};
 use middleware::{MiddlewareState, json_error};
 
@@ -216,6 +220,7 @@ impl Deployment {
             shutdown_timeout: self.config.shutdown_timeout,
             header_read_timeout: self.config.header_read_timeout,
             linger: self.config.shutdown_linger,
+            max_connections: MaxConnections::Fixed(self.connection_cap()),
         };
         let lifecycle = self.lifecycle.clone();
         let report = listener::serve_until(listener, app, options, shutdown, move || {
@@ -232,6 +237,34 @@ impl Deployment {
             "shutdown complete"
         );
         report
+    }
+
+    /// `MAX_CONNECTIONS` resolved: `auto` leaves the most connections the pool may open (its
+    /// fixed size, or the `2 × CPUs + 1` that bounds `auto`) and spare descriptors free.
+    fn connection_cap(&self) -> usize {
+        let pool_bound = self.config.pool.bound();
+        let cap = self.config.max_connections.resolve(pool_bound);
+        let file_limit = connections::soft_file_limit();
+        match self.config.max_connections {
+            MaxConnections::Auto => tracing::info!(
+                max_connections = cap,
+                file_limit,
+                pool_bound,
+                spare = connections::SPARE_DESCRIPTORS,
+                "connection cap (auto: file limit - pool bound - spare descriptors)"
+            ),
+            MaxConnections::Fixed(_)
+                if (cap as u64).saturating_add(pool_bound as u64) >= file_limit =>
+            {
+                tracing::warn!(
+                    max_connections = cap,
+                    file_limit,
+                    "MAX_CONNECTIONS leaves no descriptors for the pool; accepts will fail (and back off) before the cap is reached"
+                );
+            }
+            MaxConnections::Fixed(_) => {}
+        }
+        cap
     }
 
     /// The layers every route goes through, the application's included.

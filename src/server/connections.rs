@@ -1,0 +1,403 @@
+//! Open connections: the cap (`MAX_CONNECTIONS`), and which connection makes room when it is reached.
+//!
+//! Every connection the server holds costs a file descriptor and a little memory, and the
+//! process has a fixed number of descriptors (`RLIMIT_NOFILE`). Without a cap, a few hundred
+//! clients that connect and say nothing (or send their headers a byte at a time) use them all,
+//! and then Render's own health probe cannot be accepted: the instance looks dead while it is
+//! only full. So the server holds at most `cap` connections, below the file limit by enough for
+//! the pool, the deploy hook client and the runtime, and at the cap it closes one to make room
+//! for the newcomer, in this order:
+//!
+//! 1. an idle keep-alive connection, the one idle the longest: its client has had its answers
+//!    and can reconnect at the cost of one handshake;
+//! 2. a connection still sending its first request's headers, the one that has been at it the
+//!    longest: a real client sends its headers in one packet, so the oldest is the likeliest to
+//!    be a slow-header attack; the newcomer (perhaps the probe) is the youngest and goes last.
+//!
+//! A busy connection (a request being handled) is never closed to make room: its request is
+//! work the server accepted. When every connection is busy the accept loop waits for one to
+//! finish, and new connections wait in the kernel's backlog meanwhile.
+//!
+//! Each connection has a [`Slot`] whose state its [`tracked`](super::tracked) service moves
+//! between `Head`, `Busy` and `Idle`; the accept loop moves the chosen one to `Evicted` with a
+//! compare-and-swap, so a connection whose request began at that instant is never the one cut.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::config::MaxConnections;
+
+/// Descriptors kept free beside the pool's: standard streams, the runtime's epoll and wakers,
+/// the signal pipe, the listener, the deploy hook client's connections, DNS lookups.
+pub const SPARE_DESCRIPTORS: usize = 32;
+
+/// The pool bound assumed by [`ServeOptions::default`](super::ServeOptions) (which knows no
+/// pool): room for a pool of up to this many connections.
+pub const DEFAULT_POOL_BOUND: usize = 32;
+
+/// The gauge of open connections.
+pub const OPEN_METRIC: &str = "render_deploy_connections_open";
+/// The counter of connections closed to make room, by `state` (`idle`, `head`).
+pub const EVICTED_METRIC: &str = "render_deploy_connections_evicted_total";
+
+impl MaxConnections {
+    /// The cap, given the most connections the pool may open.
+    pub fn resolve(self, pool_bound: usize) -> usize {
+        match self {
+            MaxConnections::Fixed(n) => n.max(1),
+            MaxConnections::Auto => cap_for_file_limit(soft_file_limit(), pool_bound),
+        }
+    }
+}
+
+/// The soft file limit of this process (1024, the usual default, if it cannot be read).
+pub fn soft_file_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _hard)| soft)
+        .unwrap_or(1024)
+}
+
+/// `file_limit − pool_bound − SPARE_DESCRIPTORS`, at least 1.
+pub fn cap_for_file_limit(file_limit: u64, pool_bound: usize) -> usize {
+    let limit = usize::try_from(file_limit).unwrap_or(usize::MAX);
+    limit
+        .saturating_sub(pool_bound.saturating_add(SPARE_DESCRIPTORS))
+        .max(1)
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Accepted; its first request's headers are not complete yet.
+    Head = 0,
+    /// A request is being handled (its body read, its answer written).
+    Busy = 1,
+    /// Kept alive between requests.
+    Idle = 2,
+    /// Chosen to make room; its task drops it.
+    Evicted = 3,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Head,
+            1 => State::Busy,
+            2 => State::Idle,
+            _ => State::Evicted,
+        }
+    }
+}
+
+/// One connection's state, shared by its service and the registry.
+#[derive(Debug)]
+pub struct Slot {
+    state: AtomicU8,
+    /// The registry's tick at the last change of state: the lower, the older (a counter
+    /// rather than a clock, so two changes in one microsecond still have an order).
+    since: AtomicU64,
+    evicted: CancellationToken,
+    shared: Arc<Shared>,
+}
+
+/// What the registry and its slots share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Woken when a connection closes or a request ends (room may have appeared).
+    changed: Notify,
+    /// Ticks once per change of state of any slot.
+    ticks: AtomicU64,
+}
+
+impl Slot {
+    /// The current state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// A request's headers are in: `Head`/`Idle` → `Busy`. False when the connection was
+    /// chosen for eviction first (its task is dropping it).
+    pub fn begin_request(&self) -> bool {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            match State::from_u8(current) {
+                State::Evicted => return false,
+                State::Busy => return true,
+                State::Head | State::Idle => {}
+            }
+            match self.state.compare_exchange(
+                current,
+                State::Busy as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.touch();
+                    return true;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The answer has been handed to the connection: `Busy` → `Idle`.
+    pub fn end_request(&self) {
+        if self
+            .state
+            .compare_exchange(
+                State::Busy as u8,
+                State::Idle as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            self.touch();
+            // The accept loop may be waiting for a connection it can close.
+            self.shared.changed.notify_one();
+        }
+    }
+
+    /// Resolves when the registry chose this connection to make room.
+    pub async fn evicted(&self) {
+        self.evicted.cancelled().await;
+    }
+
+    fn touch(&self) {
+        let tick = self.shared.ticks.fetch_add(1, Ordering::Relaxed);
+        self.since.store(tick, Ordering::Release);
+    }
+
+    fn age_key(&self) -> u64 {
+        self.since.load(Ordering::Acquire)
+    }
+}
+
+/// The open connections of one server, and its cap.
+#[derive(Debug)]
+pub struct Connections {
+    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    next_id: AtomicU64,
+    cap: usize,
+    shared: Arc<Shared>,
+}
+
+/// A registered connection; dropping it removes the connection from the registry.
+#[derive(Debug)]
+pub struct Registration {
+    id: u64,
+    slot: Arc<Slot>,
+    registry: Arc<Connections>,
+}
+
+impl Registration {
+    /// The connection's slot.
+    pub fn slot(&self) -> &Arc<Slot> {
+        &self.slot
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let open = {
+            let mut slots = self.registry.lock();
+            slots.remove(&self.id);
+            slots.len()
+        };
+        metrics::gauge!(OPEN_METRIC).set(open as f64);
+        self.registry.shared.changed.notify_one();
+    }
+}
+
+impl Connections {
+    /// A registry that holds at most `cap` connections (at least 1).
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            slots: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            cap: cap.max(1),
+            shared: Arc::default(),
+        })
+    }
+
+    /// The cap.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Connections open now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a new connection would be over the cap.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.cap
+    }
+
+    /// Registers a connection just accepted, in state `Head`.
+    pub fn register(self: &Arc<Self>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            state: AtomicU8::new(State::Head as u8),
+            since: AtomicU64::new(0),
+            evicted: CancellationToken::new(),
+            shared: Arc::clone(&self.shared),
+        });
+        slot.touch();
+        let open = {
+            let mut slots = self.lock();
+            slots.insert(id, Arc::clone(&slot));
+            slots.len()
+        };
+        metrics::gauge!(OPEN_METRIC).set(open as f64);
+        Registration {
+            id,
+            slot,
+            registry: Arc::clone(self),
+        }
+    }
+
+    /// Closes one connection to make room: the longest idle, else the one longest in its first
+    /// headers. Returns the state it was in, or `None` when every connection is busy.
+    pub fn evict_one(&self) -> Option<State> {
+        let slots = self.lock();
+        // A candidate can start a request between the scan and the swap; then scan again.
+        // Bounded: each retry means one connection went busy, and busy ones are skipped.
+        for _ in 0..slots.len().max(1) {
+            let victim = slots
+                .values()
+                .filter_map(|slot| {
+                    let state = slot.state();
+                    let rank = match state {
+                        State::Idle => 0,
+                        State::Head => 1,
+                        State::Busy | State::Evicted => return None,
+                    };
+                    Some((rank, slot.age_key(), state, slot))
+                })
+                .min_by_key(|(rank, age, _, _)| (*rank, *age));
+            let (_, _, state, slot) = victim?;
+            if slot
+                .state
+                .compare_exchange(
+                    state as u8,
+                    State::Evicted as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+            {
+                slot.evicted.cancel();
+                let label = if state == State::Idle { "idle" } else { "head" };
+                metrics::counter!(EVICTED_METRIC, "state" => label).increment(1);
+                return Some(state);
+            }
+        }
+        None
+    }
+
+    /// Resolves once a new connection can be taken: the registry is below its cap, or holds a
+    /// connection that [`evict_one`](Self::evict_one) may close.
+    pub async fn room(&self) {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change between the check and the wait is seen.
+            changed.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits for the next change (a connection closed, or a request finished).
+    pub async fn changed(&self) {
+        self.shared.changed.notified().await;
+    }
+
+    fn has_room(&self) -> bool {
+        let slots = self.lock();
+        slots.len() < self.cap
+            || slots
+                .values()
+                .any(|s| matches!(s.state(), State::Head | State::Idle))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
+        // A panic while holding this lock leaves a map that is still consistent.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_the_pool_and_the_spare_descriptors_free() {
+        assert_eq!(cap_for_file_limit(256, 5), 256 - 5 - SPARE_DESCRIPTORS);
+        assert_eq!(cap_for_file_limit(10, 5), 1);
+        assert!(cap_for_file_limit(u64::MAX, 5) > 1_000_000);
+        assert_eq!(MaxConnections::Fixed(7).resolve(100), 7);
+    }
+
+    #[test]
+    fn the_longest_idle_goes_first_then_the_oldest_head_and_never_a_busy_one() {
+        let registry = Connections::new(10);
+        let head_old = registry.register();
+        let busy = registry.register();
+        assert!(busy.slot().begin_request());
+        let idle_old = registry.register();
+        let idle_new = registry.register();
+        let head_new = registry.register();
+        for idle in [&idle_old, &idle_new] {
+            assert!(idle.slot().begin_request());
+        }
+        idle_old.slot().end_request();
+        idle_new.slot().end_request();
+
+        assert_eq!(registry.evict_one(), Some(State::Idle));
+        assert_eq!(idle_old.slot().state(), State::Evicted);
+        assert_eq!(idle_new.slot().state(), State::Idle);
+        assert_eq!(registry.evict_one(), Some(State::Idle));
+        assert_eq!(registry.evict_one(), Some(State::Head));
+        assert_eq!(head_old.slot().state(), State::Evicted);
+        assert_eq!(head_new.slot().state(), State::Head);
+        assert_eq!(registry.evict_one(), Some(State::Head));
+        assert_eq!(registry.evict_one(), None, "only the busy one is left");
+        assert_eq!(busy.slot().state(), State::Busy);
+        assert!(
+            !idle_new.slot().begin_request(),
+            "an evicted one takes no request"
+        );
+    }
+
+    #[tokio::test]
+    async fn room_waits_while_every_connection_is_busy_and_dropping_one_frees_it() {
+        let registry = Connections::new(1);
+        let only = registry.register();
+        assert!(only.slot().begin_request());
+        assert!(registry.is_full());
+        let wait = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.room().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!wait.is_finished());
+        drop(only);
+        wait.await.unwrap();
+        assert!(registry.is_empty());
+    }
+}

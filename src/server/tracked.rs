@@ -1,0 +1,116 @@
+//! The hyper service of one connection: the app, plus telling the connection's slot when a request begins and ends.
+//!
+//! hyper knows whether a connection is between requests but does not say; the registry needs
+//! to know, to close an idle connection rather than a busy one when it is full
+//! ([`connections`](super::connections)). A request begins when hyper calls the service (its
+//! headers are in) and ends when hyper drops the answer's body (it has been written out, or
+//! the connection is gone), so the guard rides on the body.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::service::TowerToHyperService;
+
+use super::connections::Slot;
+
+/// The app for one connection.
+#[derive(Debug, Clone)]
+pub struct TrackedService {
+    app: TowerToHyperService<Router>,
+    slot: Arc<Slot>,
+}
+
+impl TrackedService {
+    /// Serves `app`, reporting to `slot`.
+    pub fn new(app: Router, slot: Arc<Slot>) -> Self {
+        Self {
+            app: TowerToHyperService::new(app),
+            slot,
+        }
+    }
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<TrackedBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for TrackedService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        if !self.slot.begin_request() {
+            // Chosen to make room an instant before these headers arrived; its task is closing
+            // it, so this answer is unlikely to be read, but it is the honest one.
+            return Box::pin(std::future::ready(Ok(evicted_answer())));
+        }
+        let guard = RequestGuard(Arc::clone(&self.slot));
+        let answer = hyper::service::Service::call(&self.app, request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|inner| TrackedBody {
+                inner,
+                _guard: Some(guard),
+            }))
+        })
+    }
+}
+
+fn evicted_answer() -> Response<TrackedBody> {
+    let mut response = Response::new(TrackedBody {
+        inner: Body::from(r#"{"error":"server busy"}"#),
+        _guard: None,
+    });
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Ends the request when dropped (with the answer's body, or with the handler's future).
+#[derive(Debug)]
+struct RequestGuard(Arc<Slot>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.end_request();
+    }
+}
+
+/// The answer's body, carrying the guard that ends the request.
+#[derive(Debug)]
+pub struct TrackedBody {
+    inner: Body,
+    _guard: Option<RequestGuard>,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
