@@ -432,6 +432,21 @@ fn github<'h>(
     secret: &WebhookSecret,
     headers: &'h HeaderMap,
 ) -> Result<BodyVerifier<'h>, VerifyError> {
+    let expected = github_digest(headers)?;
+    let id = github_delivery(headers)?;
+    Ok(BodyVerifier {
+        mac: secret.keyed.github.clone(),
+        expected: Expected::Github(expected),
+        verified: Verified {
+            scheme: Scheme::Github,
+            id,
+            timestamp: None,
+        },
+    })
+}
+
+/// The `sha256=<64 lowercase hex>` digest of `X-Hub-Signature-256`, decoded.
+fn github_digest(headers: &HeaderMap) -> Result<[u8; 32], VerifyError> {
     let value = single_value(headers.get_all(&GITHUB_SIGNATURE_NAME), GITHUB_SIGNATURE)?;
     let hex_part = value
         .strip_prefix(b"sha256=")
@@ -447,19 +462,55 @@ fn github<'h>(
     let mut expected = [0u8; 32];
     hex::decode_to_slice(hex_part, &mut expected)
         .map_err(|_| malformed(GITHUB_SIGNATURE, "is not 64 lowercase hexadecimal digits"))?;
-    let id = match optional_single_value(headers.get_all(&GITHUB_DELIVERY_NAME), GITHUB_DELIVERY)? {
-        Some(id) => Some(parse_id(id, GITHUB_DELIVERY)?),
-        None => None,
-    };
-    Ok(BodyVerifier {
-        mac: secret.keyed.github.clone(),
-        expected: Expected::Github(expected),
-        verified: Verified {
-            scheme: Scheme::Github,
-            id,
-            timestamp: None,
-        },
-    })
+    Ok(expected)
+}
+
+/// `X-GitHub-Delivery`, when present.
+fn github_delivery(headers: &HeaderMap) -> Result<Option<&str>, VerifyError> {
+    match optional_single_value(headers.get_all(&GITHUB_DELIVERY_NAME), GITHUB_DELIVERY)? {
+        Some(id) => Ok(Some(parse_id(id, GITHUB_DELIVERY)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every check of [`verify`] that needs neither the key nor the body: the headers are present,
+/// well-formed, name at least one `v1` signature, and the timestamp is within `tolerance`.
+///
+/// For refusing a delivery before reading its body: anyone can send a stale or malformed one
+/// announcing a large body, and none of them could pass [`verify`] once the body is in. A
+/// delivery that passes still needs [`verify`]; one that fails gets the error `verify` would
+/// give, whatever the key and the body.
+pub fn check_headers(
+    headers: &HeaderMap,
+    now: i64,
+    tolerance: Duration,
+) -> Result<Scheme, VerifyError> {
+    let signatures = headers.get_all(&WEBHOOK_SIGNATURE_NAME);
+    if signatures.iter().next().is_some()
+        || headers.contains_key(&WEBHOOK_ID_NAME)
+        || headers.contains_key(&WEBHOOK_TIMESTAMP_NAME)
+    {
+        parse_id(
+            single_value(headers.get_all(&WEBHOOK_ID_NAME), WEBHOOK_ID)?,
+            WEBHOOK_ID,
+        )?;
+        let timestamp = parse_timestamp(single_value(
+            headers.get_all(&WEBHOOK_TIMESTAMP_NAME),
+            WEBHOOK_TIMESTAMP,
+        )?)?;
+        let candidates = parse_standard_signatures(single_value(signatures, WEBHOOK_SIGNATURE)?)?;
+        check_timestamp(timestamp, now, tolerance)?;
+        if candidates.iter().next().is_none() {
+            return Err(VerifyError::NoMatchingSignature);
+        }
+        Ok(Scheme::Standard)
+    } else if headers.contains_key(&GITHUB_SIGNATURE_NAME) {
+        github_digest(headers)?;
+        github_delivery(headers)?;
+        Ok(Scheme::Github)
+    } else {
+        Err(VerifyError::MissingHeader(WEBHOOK_SIGNATURE))
+    }
 }
 
 /// Signs for Standard Webhooks: returns `v1,<base64>` over `{id}.{timestamp}.{body}`.
@@ -760,6 +811,83 @@ mod tests {
 
     fn secret(s: &str) -> WebhookSecret {
         WebhookSecret::parse(s).expect("valid secret")
+    }
+
+    #[test]
+    fn checking_the_headers_alone_refuses_exactly_what_verify_refuses_for_its_headers() {
+        let key = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let now = 1_700_000_000;
+        let tolerance = Duration::from_secs(300);
+        let good = sign_standard(&key, "msg_1", now, b"{}");
+        let fresh = now.to_string();
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[
+                (WEBHOOK_ID, "msg_1"),
+                (WEBHOOK_TIMESTAMP, "1"),
+                (WEBHOOK_SIGNATURE, "v1,AAAA"),
+            ],
+            &[
+                (WEBHOOK_ID, "msg_1"),
+                (WEBHOOK_TIMESTAMP, "1"),
+                (WEBHOOK_SIGNATURE, &good),
+            ],
+            &[
+                (WEBHOOK_ID, "msg_1"),
+                (WEBHOOK_TIMESTAMP, &fresh),
+                (WEBHOOK_SIGNATURE, "v1,AAAA"),
+            ],
+            &[
+                (WEBHOOK_ID, "msg_1"),
+                (WEBHOOK_TIMESTAMP, &fresh),
+                (WEBHOOK_SIGNATURE, "v2,abc"),
+            ],
+            &[
+                (WEBHOOK_ID, "msg_1"),
+                (WEBHOOK_TIMESTAMP, "9999999999"),
+                (WEBHOOK_SIGNATURE, &good),
+            ],
+            &[(WEBHOOK_TIMESTAMP, &fresh), (WEBHOOK_SIGNATURE, &good)],
+            &[
+                (WEBHOOK_ID, "msg_1"),
+                (WEBHOOK_TIMESTAMP, "+1"),
+                (WEBHOOK_SIGNATURE, &good),
+            ],
+            &[(GITHUB_SIGNATURE, "sha256=ABC")],
+            &[(GITHUB_SIGNATURE, "sha1=00")],
+        ];
+        for case in cases {
+            let mut headers = HeaderMap::new();
+            for (k, v) in *case {
+                headers.append(
+                    HeaderName::from_static(k),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            let early = check_headers(&headers, now, tolerance).expect_err("refused early");
+            let late = verify(&key, &headers, b"{}", now, tolerance).expect_err("refused");
+            assert_eq!(early, late, "{case:?}");
+        }
+
+        let mut signed = HeaderMap::new();
+        for (k, v) in [
+            (WEBHOOK_ID, "msg_1"),
+            (WEBHOOK_TIMESTAMP, &fresh),
+            (WEBHOOK_SIGNATURE, &good),
+        ] {
+            signed.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        assert_eq!(check_headers(&signed, now, tolerance), Ok(Scheme::Standard));
+        // Well-formed but wrong: only the body and the key can tell.
+        signed.insert(
+            HeaderName::from_static(WEBHOOK_SIGNATURE),
+            HeaderValue::from_str(&sign_standard(&key, "msg_1", now, b"other")).unwrap(),
+        );
+        assert_eq!(check_headers(&signed, now, tolerance), Ok(Scheme::Standard));
+        assert!(verify(&key, &signed, b"{}", now, tolerance).is_err());
     }
 
     #[test]

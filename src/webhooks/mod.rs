@@ -12,8 +12,17 @@
 //! not be reached) the claim is released and the answer is 502, so the sender's retry is acted
 //! upon. See [`crate::replay`] for what that means when a process dies mid-action.
 //!
-//! The handler (`receive`) reads as that order, one step a line; every refusal is one variant of
-//! `Refusal`, whose status, JSON message, metric label and log line are declared once (`refusal`).
+//! What the headers alone can settle is settled before a byte of the body is read (`admit`),
+//! and the answer closes the connection instead of draining it: a declared `Content-Length` over
+//! the limit (413), and a missing or malformed signature header or a timestamp outside the
+//! tolerance (401) — none of which any body could redeem, and all of which anyone can send
+//! without the secret. A delivery that passes is read within the in-flight budget
+//! ([`budget`], `WEBHOOK_MAX_INFLIGHT`): when the deliveries being read already hold it, the
+//! answer is 503 with `Retry-After`, unread.
+//!
+//! The handler (`admit`, then `receive`) reads as that order, one step a line; every refusal is
+//! one variant of `Refusal`, whose status, JSON message, metric label and log line are declared
+//! once (`refusal`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,12 +30,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
+pub mod budget;
 mod refusal;
 
 pub use crate::clock::Clock;
@@ -34,13 +43,14 @@ pub(crate) use crate::clock::system_clock;
 use crate::render_api::deploy_hook::DeployHookClient;
 use crate::replay::ReplayStore;
 use crate::signature::{self, Scheme, VerifyError, WebhookSecret};
+use budget::{BodyBudget, BodyError};
 use refusal::Refusal;
 
 /// The path of the endpoint.
 pub const PATH: &str = "/hooks/deploy";
 
 /// The counter of deliveries by outcome (`accepted`, `duplicate`, `invalid_signature`,
-/// `body_too_large`, `bad_body`, `not_json`, `not_configured`, `action_failed`,
+/// `body_too_large`, `over_budget`, `bad_body`, `not_json`, `not_configured`, `action_failed`,
 /// `store_unavailable`).
 pub(crate) const DELIVERIES_METRIC: &str = "render_deploy_hook_deliveries_total";
 /// The counter of refused signatures by precise reason (see [`VerifyError::reason`]).
@@ -82,6 +92,8 @@ pub struct HookState {
     pub deploy_hook: Option<DeployHookClient>,
     /// The clock.
     pub clock: Clock,
+    /// Bytes of bodies being read, all deliveries together (`WEBHOOK_MAX_INFLIGHT`).
+    pub budget: Arc<BodyBudget>,
 }
 
 impl HookState {
@@ -94,6 +106,7 @@ impl HookState {
     ) -> Self {
         Self {
             secret: secret.map(Arc::new),
+            budget: BodyBudget::new(settings.max_inflight),
             settings,
             replay,
             on_deploy_event,
@@ -238,7 +251,15 @@ impl IntoResponse for Answer {
 
 /// Every answer is logged and counted here, once.
 async fn deliver(State(state): State<Arc<HookState>>, headers: HeaderMap, body: Body) -> Response {
-    match receive(&state, &headers, body).await {
+    let (result, body_unread) = match admit(&state, &headers) {
+        Ok(admitted) => {
+            let result = receive(&state, &headers, admitted, body).await;
+            let unread = matches!(&result, Err(r) if r.leaves_body_unread());
+            (result, unread)
+        }
+        Err(refusal) => (Err(refusal), true),
+    };
+    let mut response = match result {
         Ok(answer) => {
             answer.record();
             answer.into_response()
@@ -247,14 +268,64 @@ async fn deliver(State(state): State<Arc<HookState>>, headers: HeaderMap, body: 
             refusal.record();
             refusal.into_response()
         }
+    };
+    if body_unread {
+        // hyper then closes the connection after the answer instead of reading (up to a
+        // megabyte of) body that nobody wants, to reuse the connection.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }
 
-/// The contract's checks (§4.1), in its order; the first that fails is the answer.
-async fn receive(state: &HookState, headers: &HeaderMap, body: Body) -> Result<Answer, Refusal> {
+/// A delivery whose headers leave it a chance.
+struct Admitted<'s> {
+    secret: &'s WebhookSecret,
+    declared: Option<u64>,
+    now: i64,
+}
+
+/// The checks that need only the headers, in the contract's order: configured, declared length
+/// within the limit, signature headers present and well-formed with a timestamp in tolerance.
+fn admit<'s>(state: &'s HookState, headers: &HeaderMap) -> Result<Admitted<'s>, Refusal> {
     let secret = state.secret.as_deref().ok_or(Refusal::NotConfigured)?;
-    let body = read_body(headers, body, state.settings.max_body).await?;
+    let max = state.settings.max_body;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        return Err(Refusal::BodyTooLarge { max });
+    }
     let now = (state.clock)();
+    let scheme = signature::check_headers(headers, now, state.settings.tolerance)
+        .map_err(Refusal::InvalidSignature)?;
+    if scheme == Scheme::Github && !headers.contains_key(signature::GITHUB_DELIVERY) {
+        return Err(missing_github_delivery());
+    }
+    Ok(Admitted {
+        secret,
+        declared,
+        now,
+    })
+}
+
+/// The contract's checks (§4.1) that need the body, in its order; the first that fails is the
+/// answer.
+async fn receive(
+    state: &HookState,
+    headers: &HeaderMap,
+    admitted: Admitted<'_>,
+    body: Body,
+) -> Result<Answer, Refusal> {
+    let Admitted {
+        secret,
+        declared,
+        now,
+    } = admitted;
+    // `_held` keeps the body's bytes counted in the budget for as long as they are held.
+    let (body, _held) = read_body(state, declared, body).await?;
     let (scheme, id) = verify(secret, headers, &body, now, state.settings.tolerance)?;
     let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return Err(Refusal::NotJson { id });
@@ -284,22 +355,26 @@ async fn receive(state: &HookState, headers: &HeaderMap, body: Body) -> Result<A
     })
 }
 
-/// The body, read with a limit: a declared length over it is refused before a byte is read.
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Refusal> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        return Err(Refusal::BodyTooLarge { max });
-    }
-    match Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(Refusal::BodyTooLarge { max })
-        }
-        Err(e) => Err(Refusal::BadBody(e.to_string())),
-    }
+/// The body, read with the limit and within the in-flight budget.
+async fn read_body(
+    state: &HookState,
+    declared: Option<u64>,
+    body: Body,
+) -> Result<(Bytes, budget::Reservation), Refusal> {
+    let max = state.settings.max_body;
+    budget::read_within(body, declared, max, &state.budget)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => Refusal::BodyTooLarge { max },
+            BodyError::OverBudget { limit } => Refusal::OverBudget { limit },
+            BodyError::Read(e) => Refusal::BadBody(e.to_string()),
+        })
+}
+
+/// GitHub's delivery id is optional for offline `verify`, required here: without it a replay
+/// could not be recognised.
+fn missing_github_delivery() -> Refusal {
+    Refusal::InvalidSignature(VerifyError::MissingHeader(signature::GITHUB_DELIVERY))
 }
 
 /// The signature over the raw bytes, and the delivery id it vouches for.
@@ -314,11 +389,7 @@ fn verify(
         .map_err(Refusal::InvalidSignature)?;
     match verified.id {
         Some(id) => Ok((verified.scheme, id.to_owned())),
-        // GitHub's delivery id is optional for offline `verify`, required here: without it a
-        // replay could not be recognised.
-        None => Err(Refusal::InvalidSignature(VerifyError::MissingHeader(
-            signature::GITHUB_DELIVERY,
-        ))),
+        None => Err(missing_github_delivery()),
     }
 }
 

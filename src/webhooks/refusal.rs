@@ -6,7 +6,7 @@
 //! one uniform 401 outside whatever its precise reason, which goes to the log and to
 //! `render_deploy_hook_signature_failures_total{reason}` only.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -14,6 +14,7 @@ use crate::render_api::deploy_hook::TriggerError;
 use crate::replay::ReplayError;
 use crate::signature::VerifyError;
 
+use super::budget::RETRY_AFTER_SECS;
 use super::{DELIVERIES_METRIC, SIGNATURE_FAILURES_METRIC};
 
 /// Why a delivery is not acted upon.
@@ -25,6 +26,11 @@ pub(crate) enum Refusal {
     BodyTooLarge {
         /// The limit.
         max: usize,
+    },
+    /// The in-flight body budget (`WEBHOOK_MAX_INFLIGHT`) cannot hold this body now.
+    OverBudget {
+        /// The budget.
+        limit: usize,
     },
     /// The body could not be read (the connection broke mid-body).
     BadBody(String),
@@ -61,6 +67,7 @@ impl Refusal {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Refusal::NotConfigured
+            | Refusal::OverBudget { .. }
             | Refusal::DeployHookUrlNotConfigured { .. }
             | Refusal::StoreUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -75,6 +82,7 @@ impl Refusal {
         match self {
             Refusal::NotConfigured | Refusal::DeployHookUrlNotConfigured { .. } => "not_configured",
             Refusal::BodyTooLarge { .. } => "body_too_large",
+            Refusal::OverBudget { .. } => "over_budget",
             Refusal::BadBody(_) => "bad_body",
             Refusal::InvalidSignature(_) => "invalid_signature",
             Refusal::NotJson { .. } => "not_json",
@@ -88,6 +96,7 @@ impl Refusal {
         match self {
             Refusal::NotConfigured => "deploy hooks are not configured",
             Refusal::BodyTooLarge { .. } => "body too large",
+            Refusal::OverBudget { .. } => "too many deliveries in flight",
             Refusal::BadBody(_) => "could not read the body",
             Refusal::InvalidSignature(_) => "invalid signature",
             Refusal::NotJson { .. } => "body is not JSON",
@@ -104,6 +113,12 @@ impl Refusal {
             Refusal::NotConfigured => {}
             Refusal::BodyTooLarge { max } => {
                 tracing::warn!(max_body = max, "deploy hook: body over WEBHOOK_MAX_BODY");
+            }
+            Refusal::OverBudget { limit } => {
+                tracing::warn!(
+                    max_inflight = limit,
+                    "deploy hook: in-flight body budget (WEBHOOK_MAX_INFLIGHT) spent; answered 503"
+                );
             }
             Refusal::BadBody(error) => {
                 tracing::warn!(error = %error, "deploy hook: reading the body failed");
@@ -130,13 +145,31 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// Whether the body is left (partly) unread: the connection is then closed after the
+    /// answer rather than drained of what nobody will read.
+    pub(crate) fn leaves_body_unread(&self) -> bool {
+        matches!(
+            self,
+            Refusal::BodyTooLarge { .. } | Refusal::OverBudget { .. }
+        )
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status(),
             axum::Json(json!({ "error": self.message() })),
         )
-            .into_response()
+            .into_response();
+        if let Refusal::OverBudget { .. } = self {
+            // By then the deliveries in flight have finished or timed out.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }
 
@@ -149,6 +182,7 @@ mod tests {
         let cases = [
             (Refusal::NotConfigured, 503, "not_configured"),
             (Refusal::BodyTooLarge { max: 1 }, 413, "body_too_large"),
+            (Refusal::OverBudget { limit: 1 }, 503, "over_budget"),
             (Refusal::BadBody("reset".into()), 400, "bad_body"),
             (
                 Refusal::InvalidSignature(VerifyError::NoMatchingSignature),
