@@ -8,6 +8,7 @@ mod blueprint_corpus;
 mod config;
 mod health_cache;
 mod health_routes;
+mod hooks_hostile;
 mod hooks_router;
 mod render_api;
 mod signature_vectors;
