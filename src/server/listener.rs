@@ -10,12 +10,13 @@
 //! back off instead of spinning.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +25,26 @@ pub use crate::config::ServeOptions;
 use super::accept::{self, AcceptErrors};
 use super::connections::{Connections, DEFAULT_POOL_BOUND};
 use super::tracked::TrackedService;
+
+/// Connections the kernel completes and queues while the accept loop catches up.
+///
+/// The standard library's (and so tokio's) 128 is overrun by any burst of more than 128
+/// connects: the kernel then drops the next SYNs, and each dropped client, Render's health
+/// probe among them, waits a whole second for its retransmission. The kernel caps this at
+/// `net.core.somaxconn` (4096 on current kernels).
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr` for [`serve_until`], with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (as tokio's
+/// `TcpListener::bind` sets it, so a restarted service can bind while old connections linger).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

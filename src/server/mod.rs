@@ -194,9 +194,8 @@ impl Deployment {
     /// Binds `HOST:PORT` and serves `app` until SIGTERM or SIGINT, then drains (contract §6).
     pub async fn serve(self, app: Router) -> Result<DrainReport, DeploymentError> {
         let addr = SocketAddr::new(self.config.host, self.config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| DeploymentError::Bind { addr, source })?;
+        let listener =
+            listener::bind(addr).map_err(|source| DeploymentError::Bind { addr, source })?;
         Ok(self.serve_with(listener, app, shutdown_signal()).await)
     }
 

@@ -8,6 +8,7 @@ pub mod env;
 pub mod fake_hook;
 pub mod fake_render;
 pub mod fixture;
+pub mod hostile;
 pub mod http;
 pub mod process;
 pub mod signing;

@@ -24,13 +24,31 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str], env: &[(String, String)]) -> Self {
+        let mut command = Command::new(BIN);
+        command.args(args);
+        Self::spawn(command, env)
+    }
+
+    /// [`start`](Self::start) with the process's file limit (soft and hard) set to `nofile`,
+    /// through util-linux's `prlimit`, which sets it and then executes the binary in place (so
+    /// the child's pid is the server's).
+    pub fn start_with_file_limit(nofile: u64, args: &[&str], env: &[(String, String)]) -> Self {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={nofile}:{nofile}"))
+            .arg("--")
+            .arg(BIN)
+            .args(args);
+        Self::spawn(command, env)
+    }
+
+    fn spawn(mut command: Command, env: &[(String, String)]) -> Self {
         let port = env
             .iter()
             .find(|(k, _)| k == "PORT")
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut child = command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k, v)))
