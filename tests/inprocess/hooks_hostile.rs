@@ -12,9 +12,9 @@ use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use render_deploy::webhooks::{HookSettings, HookState, router};
 use render_deploy::replay::MemoryReplayStore;
 use render_deploy::signature::WebhookSecret;
+use render_deploy::webhooks::{HookSettings, HookState, router};
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
