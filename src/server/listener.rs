@@ -83,39 +83,7 @@ pub(crate) async fn serve_until(
         close_now: CancellationToken::new(),
         cut_off_now: CancellationToken::new(),
     };
-    let mut errors = AcceptErrors::default();
-    tokio::pin!(shutdown);
-    loop {
-        let quiet_at = errors.quiet_at();
-        let accepted = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            () = sleep_until(quiet_at) => {
-                errors.end_burst_if_quiet(tokio::time::Instant::now());
-                continue;
-            }
-            accepted = async {
-                server.registry.room().await;
-                listener.accept().await
-            } => accepted,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                errors.accepted();
-                if server.registry.is_full() {
-                    // Idle first, then the slowest header; none when every one is busy (the
-                    // newcomer is then served one over the cap, and `room` waits next time).
-                    server.registry.evict_one();
-                }
-                server.spawn(stream);
-            }
-            Err(e) if accept::is_connection_error(&e) => {
-                tracing::debug!(error = %e, "a connection went away before it was accepted");
-            }
-            Err(e) => server.back_off(&e, &mut errors).await,
-        }
-    }
-    errors.finish();
+    server.accept_until(&listener, shutdown).await;
 
     let Server {
         registry: _,
@@ -179,6 +147,44 @@ struct Server {
 }
 
 impl Server {
+    /// Accepts connections until `shutdown` completes.
+    async fn accept_until(&self, listener: &TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut errors = AcceptErrors::default();
+        tokio::pin!(shutdown);
+        loop {
+            let quiet_at = errors.quiet_at();
+            let accepted = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = sleep_until(quiet_at) => {
+                    errors.end_burst_if_quiet(tokio::time::Instant::now());
+                    continue;
+                }
+                accepted = async {
+                    self.registry.room().await;
+                    listener.accept().await
+                } => accepted,
+            };
+            match accepted {
+                Ok((stream, _peer)) => {
+                    errors.accepted();
+                    if self.registry.is_full() {
+                        // Idle first, then the slowest header; none when every one is busy
+                        // (the newcomer is then served one over the cap, and `room` waits next
+                        // time).
+                        self.registry.evict_one();
+                    }
+                    self.spawn(stream);
+                }
+                Err(e) if accept::is_connection_error(&e) => {
+                    tracing::debug!(error = %e, "a connection went away before it was accepted");
+                }
+                Err(e) => self.back_off(&e, &mut errors).await,
+            }
+        }
+        errors.finish();
+    }
+
     fn spawn(&self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let registration = self.registry.register();
