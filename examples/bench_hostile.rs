@@ -377,6 +377,18 @@ async fn main() {
         let server = Server::start(&bin, &url, None, &[]);
         let figures = flood(&server, signature, fresh).await;
         print_flood(name, &figures);
+        let statuses: std::collections::BTreeMap<String, usize> = server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.split("\"status\":").nth(1))
+            .filter_map(|rest| rest.split([',', '}']).next())
+            .fold(Default::default(), |mut m, status| {
+                *m.entry(status.to_owned()).or_default() += 1;
+                m
+            });
+        println!("statuses in the server's request log: {statuses:?}\n");
     }
 
     println!(

@@ -80,9 +80,12 @@ pub async fn upload(stream: TcpStream, head: &str, within: Duration) -> io::Resu
     static CHUNK: [u8; 16 * 1024] = [b' '; 16 * 1024];
     let (mut read, mut write) = stream.into_split();
     let head = head.as_bytes().to_vec();
+    // The write half is handed back, not dropped: dropping it would half-close the
+    // connection, and hyper drops a request whose client has half-closed (as a real sender
+    // does not).
     let writer = async move {
         if write.write_all(&head).await.is_err() {
-            return 0;
+            return (0, write);
         }
         let mut sent = 0;
         while sent < MIB {
@@ -92,22 +95,43 @@ pub async fn upload(stream: TcpStream, head: &str, within: Duration) -> io::Resu
                 Ok(n) => sent += n,
             }
         }
-        sent
+        (sent, write)
     };
     let reader = async move {
         let mut answer = Vec::new();
-        // A reset after the answer is routine here: the server closed with the body unread.
-        let _ = read.read_to_end(&mut answer).await;
+        let mut buf = [0u8; 4096];
+        // Until one whole answer is in (a kept-alive connection is not waited out), or the
+        // connection ends; a reset after the answer is routine: the body was left unread.
+        while !is_complete(&answer) {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
         status_of(&answer)
     };
     let both = async { tokio::join!(writer, reader) };
     match tokio::time::timeout(within, both).await {
-        Ok((body_sent, status)) => Ok(UploadEnd { status, body_sent }),
+        Ok(((body_sent, _write), status)) => Ok(UploadEnd { status, body_sent }),
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("upload not ended within {within:?}"),
         )),
     }
+}
+
+/// Whether `raw` holds a whole answer: its head and as many body bytes as it declares.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    raw.len() >= end + 4 + length
 }
 
 /// The status code of a raw HTTP/1.1 answer, if it has a status line.
