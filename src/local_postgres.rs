@@ -122,7 +122,7 @@ impl LocalPostgres {
                 }
             })?;
         }
-        let password = random_token(24);
+        let password = crate::random::alphanumeric(24);
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, format!("{password}\n")).map_err(|source| {
             LocalPostgresError::Io {
@@ -346,11 +346,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(54329)
-}
-
-fn random_token(len: usize) -> String {
-    use rand::distr::{Alphanumeric, SampleString};
-    Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
 #[cfg(test)]

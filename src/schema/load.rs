@@ -1,7 +1,6 @@
 //! Reading a schema from TOML: tables become [`Rule`]s, every mistake named with its line.
 
 use std::fmt;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -100,8 +99,9 @@ impl<'de> Deserialize<'de> for Tables {
 }
 
 impl Schema {
-    /// Reads a schema file.
-    pub(crate) fn from_file(path: &Path) -> Result<Schema, SchemaError> {
+    /// Reads a schema file (`check-env --schema`).
+    #[cfg(feature = "cli")]
+    pub(crate) fn from_file(path: &std::path::Path) -> Result<Schema, SchemaError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
             path: origin.clone(),
