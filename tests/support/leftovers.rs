@@ -1,6 +1,4 @@
 //! What is left of a throwaway cluster after its owner is gone: processes and the folder.
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

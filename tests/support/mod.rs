@@ -9,6 +9,7 @@ pub mod fake_hook;
 pub mod fake_render;
 pub mod fixture;
 pub mod http;
+pub mod leftovers;
 pub mod process;
 pub mod signing;
 

@@ -1,14 +1,10 @@
 //! `render-deploy dev` killed with SIGKILL leaves neither its throwaway PostgreSQL nor its folder.
 
-#[path = "support/leftovers.rs"]
-mod leftovers;
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use leftovers::{leftovers, postmaster_pid, wait_until_nothing_left};
-use support::{Running, free_port};
+use crate::support::leftovers::{leftovers, postmaster_pid, wait_until_nothing_left};
+use crate::support::{Running, free_port};
 
 #[test]
 fn dev_killed_with_sigkill_leaves_no_postgresql_and_no_folder_five_seconds_later() {

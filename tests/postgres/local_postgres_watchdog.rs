@@ -4,9 +4,6 @@
 //! `LocalPostgres`, prints the cluster's folder, and waits for its standard input to close. The
 //! test then kills it in a way that skips `Drop` and looks for what is left.
 
-#[path = "support/leftovers.rs"]
-mod leftovers;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -14,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use leftovers::{leftovers, postmaster_pid, processes_mentioning, wait_until_nothing_left};
+use crate::support::leftovers::{
+    leftovers, postmaster_pid, processes_mentioning, wait_until_nothing_left,
+};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use render_deploy::local_postgres::LocalPostgres;
