@@ -69,6 +69,8 @@ struct RawRule {
     aliases: Vec<String>,
     expected: Option<String>,
     description: Option<String>,
+    #[serde(default)]
+    examples: Vec<String>,
 }
 
 fn default_kind() -> Kind {
@@ -222,6 +224,7 @@ fn build_rule(name: String, raw: RawRule) -> Result<Rule, String> {
         max_length: raw.max_length,
         expected: raw.expected,
         description: raw.description,
+        examples: raw.examples,
         pattern,
         name,
     };
