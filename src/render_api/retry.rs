@@ -93,12 +93,18 @@ impl RetryPolicy {
             .timeout(self.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("render-deploy/", env!("CARGO_PKG_VERSION")));
-        // reqwest recognises the type it is handed, so each arm passes its own.
-        let builder = match tls_config() {
-            Ok(config) => builder.tls_backend_preconfigured(config),
-            Err(()) => builder.tls_backend_preconfigured(()),
-        };
-        builder.build().map_err(reqwest::Error::without_url)
+        with_tls(builder)
+            .build()
+            .map_err(reqwest::Error::without_url)
+    }
+}
+
+/// `builder` with [`tls_config`]: every reqwest client of the crate is built through this.
+pub(crate) fn with_tls(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    // reqwest recognises the type it is handed, so each arm passes its own.
+    match tls_config() {
+        Ok(config) => builder.tls_backend_preconfigured(config),
+        Err(()) => builder.tls_backend_preconfigured(()),
     }
 }
 
