@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use nix::time::{ClockId, clock_gettime};
 use render_deploy::signature::{WebhookSecret, sign_standard, verify};
 use sha2::Sha256;

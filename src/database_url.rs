@@ -388,7 +388,7 @@ mod tests {
     /// occur by chance in the rest of the URL.
     #[test]
     fn no_printed_form_contains_any_password() {
-        use rand::{Rng, SeedableRng};
+        use rand::{RngExt, SeedableRng};
         let alphabet: Vec<char> = (' '..='~').chain(['é', 'ß', '€', '😀', '\u{7f}']).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
         for case in 0..2000 {

@@ -148,16 +148,35 @@
 //! - [`blueprint`]: checking and writing `render.yaml`.
 //! - `rehearse`: a zero-downtime deploy rehearsed on this machine (behind the CLI).
 //! - `cli`: the command-line program; `main.rs` only calls `cli::main` (not library API).
+//!
+//! # Features
+//!
+//! All on by default. Without them (`default-features = false`) the crate is configuration,
+//! schema, signatures, replay, Render's API and deploy hook, pool, health, webhooks, server
+//! and telemetry:
+//!
+//! - `blueprint`: [`blueprint`] (brings the YAML parser).
+//! - `dev`: [`local_postgres`] (brings nix and tempfile).
+//! - `rehearse`: the rehearsal behind `render-deploy rehearse` (needs `dev`; brings hyper's
+//!   client and tokio's process support).
+//! - `cli`: the `render-deploy` program (needs all of the above; brings clap).
 
+#[cfg(feature = "blueprint")]
 pub mod blueprint;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod database_url;
 pub mod health;
+#[cfg(feature = "dev")]
 pub mod local_postgres;
 pub mod pool;
+mod random;
+#[cfg(feature = "rehearse")]
+// Only the CLI runs it: with `rehearse` but without `cli` nothing in the crate calls it.
+#[cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
 pub(crate) mod rehearse;
 pub mod render_api;
 pub mod replay;

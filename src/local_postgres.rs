@@ -5,11 +5,15 @@
 //! refuses to run as root. The cluster listens on a free loopback port with a random password
 //! (scram-sha-256), and is stopped and its folder removed when the value is dropped, which also
 //! happens while a panicking test unwinds.
+//!
+//! `Drop` does not run when the owning process is killed (SIGKILL, a signal it does not handle,
+//! an abort), so each cluster also has a watchdog process that cleans up after an owner that
+//! died: see [`Watchdog`].
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -77,6 +81,9 @@ pub struct LocalPostgres {
     run_as: Option<(u32, u32)>,
     options: LocalPostgresOptions,
     running: bool,
+    // Declared after `dir`: fields drop in order, so the folder is gone before the watchdog is
+    // told to look, and it then has nothing to do.
+    _watchdog: Watchdog,
 }
 
 impl std::fmt::Debug for LocalPostgres {
@@ -122,7 +129,8 @@ impl LocalPostgres {
                 }
             })?;
         }
-        let password = random_token(24);
+        let watchdog = Watchdog::spawn(&bin.join("pg_ctl"), dir.path(), run_as)?;
+        let password = crate::random::alphanumeric(24);
         let pwfile = dir.path().join("pwfile");
         std::fs::write(&pwfile, format!("{password}\n")).map_err(|source| {
             LocalPostgresError::Io {
@@ -141,6 +149,7 @@ impl LocalPostgres {
             run_as,
             options,
             running: false,
+            _watchdog: watchdog,
         };
         pg.run(
             "initdb",
@@ -319,6 +328,68 @@ impl Drop for LocalPostgres {
     }
 }
 
+/// A `sh` that stops the cluster and removes its folder once its owner is gone, however it went.
+///
+/// It blocks reading a pipe whose only write end this process holds (std opens pipes
+/// close-on-exec, so neither PostgreSQL nor any other child inherits it). The read ends when
+/// the owner closes its end on drop or when the kernel closes it because the owner died, by
+/// any signal; the shell then stops the server (immediate mode) if it runs and removes the
+/// folder if it is still there. It has its own process group and ignores SIGINT and SIGHUP:
+/// the Ctrl-C that kills the owner's foreground group (a test runner, a terminal) must not
+/// kill the watchdog before it has cleaned up. It runs as the cluster's user, who owns the
+/// folder, and writes nowhere, so it holds no one's output pipe open.
+struct Watchdog {
+    child: Child,
+}
+
+/// `$1` is `pg_ctl`, `$2` the cluster's folder. `read` is a builtin, so this is one process.
+const WATCHDOG_SCRIPT: &str = r#"trap '' INT HUP
+while read -r _; do :; done
+[ -d "$2" ] || exit 0
+if [ -f "$2/data/postmaster.pid" ]; then
+  "$1" -D "$2/data" stop -m immediate -w -t 10 >/dev/null 2>&1
+fi
+rm -rf -- "$2"
+"#;
+
+impl Watchdog {
+    fn spawn(
+        pg_ctl: &Path,
+        dir: &Path,
+        run_as: Option<(u32, u32)>,
+    ) -> Result<Self, LocalPostgresError> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(WATCHDOG_SCRIPT)
+            .arg("render-deploy-pg-watchdog")
+            .arg(pg_ctl)
+            .arg(dir)
+            .current_dir("/")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        if let Some((uid, gid)) = run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        let child = cmd.spawn().map_err(|source| LocalPostgresError::Io {
+            step: "start the cluster's watchdog",
+            source,
+        })?;
+        Ok(Self { child })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // End of file: the watchdog wakes, finds the folder gone (or removes it) and exits;
+        // waiting reaps it, so no zombie is left per cluster either.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// The folder of the server binaries: `PATH` first, then the newest `/usr/lib/postgresql/*/bin`.
 pub(crate) fn find_bin_dir() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
@@ -346,11 +417,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(54329)
-}
-
-fn random_token(len: usize) -> String {
-    use rand::distr::{Alphanumeric, SampleString};
-    Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use axum::http::header::GetAll;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
 use hmac::digest::CtOutput;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -70,6 +70,7 @@ pub const MAX_SIGNATURES: usize = 32;
 /// The longest delivery id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 256;
 /// Secrets shorter than this many key bytes draw a warning from `sign` and `verify`.
+#[cfg(feature = "cli")]
 pub(crate) const RECOMMENDED_KEY_LEN: usize = 32;
 
 /// Why a secret was refused.
@@ -593,8 +594,8 @@ fn is_valid_id_bytes(id: &[u8]) -> bool {
 fn new_mac(key: &[u8]) -> HmacSha256 {
     // HMAC takes keys of any length (long ones are hashed first), so this cannot fail; the
     // fallback keeps the function total without an unwrap.
-    <HmacSha256 as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+    <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as KeyInit>::new(&Default::default()))
 }
 
 fn malformed(header: &'static str, problem: &'static str) -> VerifyError {
@@ -927,7 +928,7 @@ mod tests {
 
     #[test]
     fn the_signature_decoder_agrees_with_the_base64_crate() {
-        use rand::{Rng, SeedableRng};
+        use rand::{RngExt, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let mut tried = 0;
         for _ in 0..2_000 {

@@ -85,12 +85,5 @@ pub fn run(args: Args) -> ExitCode {
 
 /// A fresh delivery id: `msg_` and 24 random letters and digits, like Standard Webhooks ids.
 fn new_id() -> String {
-    use rand::Rng;
-    use rand::distr::Alphanumeric;
-    let suffix: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect();
-    format!("msg_{suffix}")
+    format!("msg_{}", crate::random::alphanumeric(24))
 }

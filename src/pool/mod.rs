@@ -71,6 +71,7 @@ use auth::AuthBlock;
 use connector::{Connector, Shared, driver_config};
 use error::classify;
 pub use error::{PoolConfigError, PoolError};
+#[cfg(feature = "rehearse")]
 pub(crate) use sizing::read_server;
 pub use sizing::{PoolSizing, ServerFigures};
 

@@ -67,7 +67,7 @@ impl RetryPolicy {
     /// ("equal jitter"), never shorter than half of it, so retries still spread out.
     pub fn jittered_backoff(&self, retry: u32) -> Duration {
         let full = self.backoff(retry);
-        full.mul_f64(rand::random_range(0.5..=1.0))
+        full.mul_f64(0.5 + 0.5 * crate::random::fraction())
     }
 
     /// How long a 429 asks to wait, capped at `max_retry_after`; `None` when the answer carries
@@ -88,14 +88,46 @@ impl RetryPolicy {
     /// redirect would be followed with the key or the bearer token still in hand; Render's API
     /// and hooks never redirect, so a 3xx is an answer like any other refusal).
     pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("render-deploy/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("render-deploy/", env!("CARGO_PKG_VERSION")));
+        with_tls(builder)
             .build()
             .map_err(reqwest::Error::without_url)
     }
+}
+
+/// `builder` with [`tls_config`]: every reqwest client of the crate is built through this.
+pub(crate) fn with_tls(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    // reqwest recognises the type it is handed, so each arm passes its own.
+    match tls_config() {
+        Ok(config) => builder.tls_backend_preconfigured(config),
+        Err(()) => builder.tls_backend_preconfigured(()),
+    }
+}
+
+/// rustls with `ring` and the Mozilla roots of webpki-roots, as the pool's `verify-full`. Handed
+/// to reqwest whole: without it reqwest would need a process-wide crypto provider, which a
+/// library must not install behind its user's back, and would trust the system's roots, which
+/// a slim container image may not have.
+///
+/// Building it fails only if ring lacked every safe protocol version, which it does not; then
+/// reqwest is handed `()` instead, an unknown backend that `build()` refuses with an error
+/// (rather than a panic here).
+fn tls_config() -> Result<rustls::ClientConfig, ()> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| ())?;
+    let mut config = builder.with_root_certificates(roots).with_no_client_auth();
+    // reqwest is built without HTTP/2.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// `Ratelimit-Reset` (seconds until the window resets, Render's header) or else `Retry-After`

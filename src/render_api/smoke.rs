@@ -58,14 +58,15 @@ pub async fn smoke(
     paths: &[String],
     policy: &SmokePolicy,
 ) -> Result<Vec<SmokeResult>, SmokeError> {
-    let http = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(policy.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!(
             "render-deploy/",
             env!("CARGO_PKG_VERSION"),
             " smoke"
-        ))
+        ));
+    let http = super::retry::with_tls(builder)
         .build()
         .map_err(|e| SmokeError::Client(e.without_url()))?;
     let base = base.trim_end_matches('/');

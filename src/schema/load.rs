@@ -1,7 +1,6 @@
 //! Reading a schema from TOML: tables become [`Rule`]s, every mistake named with its line.
 
 use std::fmt;
-use std::path::Path;
 
 use serde::Deserialize;
 
@@ -70,6 +69,8 @@ struct RawRule {
     aliases: Vec<String>,
     expected: Option<String>,
     description: Option<String>,
+    #[serde(default)]
+    examples: Vec<String>,
 }
 
 fn default_kind() -> Kind {
@@ -100,8 +101,9 @@ impl<'de> Deserialize<'de> for Tables {
 }
 
 impl Schema {
-    /// Reads a schema file.
-    pub(crate) fn from_file(path: &Path) -> Result<Schema, SchemaError> {
+    /// Reads a schema file (`check-env --schema`).
+    #[cfg(feature = "cli")]
+    pub(crate) fn from_file(path: &std::path::Path) -> Result<Schema, SchemaError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
             path: origin.clone(),
@@ -222,6 +224,7 @@ fn build_rule(name: String, raw: RawRule) -> Result<Rule, String> {
         max_length: raw.max_length,
         expected: raw.expected,
         description: raw.description,
+        examples: raw.examples,
         pattern,
         name,
     };

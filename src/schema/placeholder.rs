@@ -46,6 +46,10 @@ pub fn is_placeholder(value: &str) -> bool {
     if lower.contains("xxxxxxxx") {
         return true;
     }
+    // `sk-...`, `whsec_…`, `AC...`: an example with the real part left out.
+    if lower.ends_with("...") || lower.ends_with('…') {
+        return true;
+    }
     // `<your key>`, `<...>`, `postgres://<user>:<password>@<host>/db`.
     let mut rest = lower.as_str();
     while let Some(open) = rest.find('<') {

@@ -98,6 +98,9 @@ pub struct Rule {
     pub expected: Option<String>,
     /// What the variable is for (documentation only).
     pub description: Option<String>,
+    /// Example values from documentation (`postgresql://user:pass@host:5432/db`), refused as
+    /// placeholders: a value copied from an example must never reach production.
+    pub examples: Vec<String>,
     pub(super) pattern: Option<regex::Regex>,
 }
 
@@ -210,6 +213,12 @@ impl Rule {
             return Err(Reject::new(
                 ProblemKind::Placeholder,
                 self.quoted(value, "is a placeholder, not a real value"),
+            ));
+        }
+        if self.examples.iter().any(|example| example == value) {
+            return Err(Reject::new(
+                ProblemKind::Placeholder,
+                self.quoted(value, "is the documentation's example, not a real value"),
             ));
         }
         if value.trim() != value {

@@ -44,6 +44,9 @@ fn the_example_values_of_the_original_documentation_are_placeholders() {
         "xxx",
         "XXXXXX",
         "sk-xxxxxxxxxxxxxxxxxxxxxxxx",
+        "sk-...",
+        "whsec_…",
+        "AC...",
         "ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         "<...>",
         "<your key>",
@@ -69,6 +72,8 @@ fn real_looking_values_are_not_placeholders() {
         "https://yourdomain-notes.onrender.com",
         "0.0.0.0",
         "a < b and c > d",
+        "wait... no",
+        "sk-abc.def.ghi",
         "x",
         "box",
     ] {

@@ -123,7 +123,7 @@ fn is_acceptable_request_id(v: &[u8]) -> bool {
 
 /// 128 random bits as 32 hex digits, encoded on the stack.
 fn new_request_id() -> RequestId {
-    let bytes: [u8; 16] = rand::random();
+    let bytes = crate::random::bytes::<16>();
     let mut text = [0u8; 32];
     hex::encode_to_slice(bytes, &mut text).expect("32 hex digits for 16 bytes");
     RequestId(HeaderValue::from_bytes(&text).expect("hex digits are a valid header value"))

@@ -274,6 +274,10 @@ impl Deployment {
             metrics: request_metrics::RequestMetrics::default(),
         };
         app.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
+            // axum keeps its `Allow` header on this answer; without it the body would be empty.
+            .method_not_allowed_fallback(|| async {
+                json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            })
             .layer(CatchPanicLayer::custom(middleware::panic_response))
             .layer(axum::middleware::from_fn_with_state(
                 state,

@@ -110,6 +110,9 @@ fn malformed_values_exit_78_with_one_line_each() {
         ("TWILIO_ACCOUNT_SID", "your_sid"),
         ("TWILIO_AUTH_TOKEN", "your_token"),
         ("RENDER_DEPLOY_HOOK_SECRET", "your_secret"),
+        // The original documentation's examples, each for the variable it was written for.
+        ("DATABASE_URL", "postgresql://user:pass@host:5432/db"),
+        ("OPENAI_API_KEY", "sk-..."),
     ] {
         let out = check_env(with(&[(var, value)]), &[]);
         assert_eq!(out.status.code(), Some(78), "{var}={value}");

@@ -9,5 +9,6 @@ mod blueprint_cli;
 mod check_env;
 mod cli_sign_verify;
 mod deploy;
+mod dev_killed;
 mod hostile;
 mod service;

@@ -167,6 +167,32 @@ async fn every_response_carries_a_request_id_and_errors_are_json() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_is_a_json_405_that_keeps_its_allow_header() {
+    let (_pg, url) = database().await;
+    let app = serve(&url, &[]);
+    for (method, path, allowed) in [
+        ("GET", "/hooks/deploy", "POST"),
+        ("POST", "/health", "GET,HEAD"),
+        ("DELETE", "/", "GET,HEAD"),
+    ] {
+        let response = request(app.port, method, path, &[], b"").unwrap();
+        assert_eq!(response.status, 405, "{method} {path}: {response:?}");
+        assert_eq!(response.header("allow"), Some(allowed), "{method} {path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
+        assert_eq!(
+            response.json(),
+            serde_json::json!({ "error": "method not allowed" }),
+            "{method} {path}"
+        );
+        assert!(response.header("x-request-id").is_some(), "{method} {path}");
+    }
+}
+
+#[tokio::test]
 async fn metrics_are_404_without_a_token_401_with_a_wrong_one_and_text_with_the_right_one() {
     let (_pg, url) = database().await;
     let without = serve(&url, &[]);

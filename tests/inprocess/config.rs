@@ -359,6 +359,44 @@ fn the_original_examples_placeholders_are_refused_for_every_variable() {
     );
 }
 
+/// The original documentation's example environment, one variable at a time: each value is
+/// refused for the variable it was written for, and only that variable is reported.
+const ORIGINAL_EXAMPLES: [(&str, &str); 6] = [
+    ("DATABASE_URL", "postgresql://user:pass@host:5432/db"),
+    ("DATABASE_URL", "postgres://user:pass@host:5432/db"),
+    ("OPENAI_API_KEY", "sk-..."),
+    ("TWILIO_ACCOUNT_SID", "your_sid"),
+    ("TWILIO_AUTH_TOKEN", "your_token"),
+    ("RENDER_DEPLOY_HOOK_SECRET", "your_secret"),
+];
+
+#[test]
+fn the_original_documentations_example_values_are_refused_for_their_variables() {
+    for (var, value) in ORIGINAL_EXAMPLES {
+        let errors = errors_of(&[(var, value)]);
+        assert_eq!(errors.problems.len(), 1, "{var}={value}: {errors}");
+        let p = &errors.problems[0];
+        assert_eq!(p.var, var, "{var}={value}: {errors}");
+        assert_eq!(p.kind, ProblemKind::Placeholder, "{var}={value}: {errors}");
+    }
+    // The URL is well-formed, so only its being the example refuses it; its password is not
+    // shown (not even the example's).
+    let shown = errors_of(&[ORIGINAL_EXAMPLES[0]]).to_string();
+    assert_eq!(
+        shown.lines().next().unwrap(),
+        "DATABASE_URL: is the documentation's example, not a real value (expected postgres://USER:PASSWORD@HOST:PORT/DATABASE)",
+    );
+    assert!(!shown.contains("user:pass"), "{shown}");
+    // The same shape with real parts is accepted.
+    let real = with(&[(
+        "DATABASE_URL",
+        "postgresql://app:s3cr3t@dpg-abc123-a:5432/app",
+    )]);
+    if let Err(e) = Config::from_vars(real, Mode::Serve) {
+        panic!("a real URL of the same shape is refused: {e}");
+    }
+}
+
 fn errors_of(changes: &[(&str, &str)]) -> ConfigErrors {
     errors(with(changes))
 }

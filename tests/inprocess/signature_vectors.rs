@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use render_deploy::signature::{
     Scheme, SecretError, VerifyError, WebhookSecret, sign_github, sign_standard, verify,
     verify_with_secret_str,
@@ -274,7 +274,7 @@ fn githubs_documented_example_verifies_and_its_negatives_fail() {
 #[test]
 fn github_keys_with_the_secret_as_written_even_when_it_looks_like_whsec() {
     // GitHub does not decode a whsec_ secret; the Standard Webhooks scheme does.
-    use hmac::Mac;
+    use hmac::{KeyInit, Mac};
     let s = secret(V1_SECRET);
     assert!(s.is_whsec());
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(V1_SECRET.as_bytes()).unwrap();

@@ -168,6 +168,58 @@ async fn connection_errors_are_retried_then_reported_without_the_key() {
 }
 
 #[tokio::test]
+async fn a_hook_whose_certificate_no_public_root_signed_is_refused_before_a_request_is_sent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // A TLS server on loopback with a self-signed certificate for `localhost`: the handshake
+    // must fail on the client's side (webpki-roots do not know the issuer), so the key in the
+    // URL never leaves the process.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (connections, handshakes) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let counts = (Arc::clone(&connections), Arc::clone(&handshakes));
+    let server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counts.0.fetch_add(1, Ordering::SeqCst);
+            if acceptor.accept(tcp).await.is_ok() {
+                counts.1.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+
+    let url = format!("https://localhost:{port}/deploy/srv-x?key={HOOK_URL_KEY}");
+    let error = client(&url, fast()).trigger().await.unwrap_err();
+    server.abort();
+    assert!(matches!(error, TriggerError::Connect { .. }), "{error:?}");
+    assert!(
+        connections.load(Ordering::SeqCst) >= 1,
+        "TLS was never tried"
+    );
+    assert_eq!(
+        handshakes.load(Ordering::SeqCst),
+        0,
+        "a handshake completed"
+    );
+    assert_no_key(&error);
+}
+
+#[tokio::test]
 async fn an_answer_without_a_deploy_id_is_still_accepted() {
     let hook = FakeHook::start(vec![Reply::Status(200, None, "sync started")]).await;
     let triggered = client(&hook.url, fast()).trigger().await.unwrap();

@@ -86,7 +86,7 @@ async fn thousands_of_health_requests_within_one_ttl_cost_a_handful_of_database_
             .await
     });
 
-    let client = reqwest::Client::new();
+    let client = crate::support::reqwest_client();
     let url = format!("http://{address}/health");
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {

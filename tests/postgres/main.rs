@@ -6,6 +6,7 @@ mod support;
 
 mod health_postgres;
 mod hooks_postgres;
+mod local_postgres_watchdog;
 mod panic;
 mod pool;
 mod pool_pgbouncer;

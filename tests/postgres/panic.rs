@@ -77,7 +77,7 @@ async fn a_handler_panic_is_answered_500_and_no_secret_reaches_the_log() {
         let _ = stopped.await;
     }));
 
-    let client = reqwest::Client::new();
+    let client = crate::support::reqwest_client();
     let boom = client
         .get(format!("http://127.0.0.1:{port}/boom"))
         .send()

@@ -128,3 +128,11 @@ pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
+
+/// A reqwest client for many concurrent requests to loopback. The crate builds reqwest without
+/// a TLS crypto provider of its own (the deploy-hook client hands it a configured one), so a
+/// bare `reqwest::Client::new()` would panic: ring is installed as the process default first.
+pub fn reqwest_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

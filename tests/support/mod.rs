@@ -10,6 +10,7 @@ pub mod fake_render;
 pub mod fixture;
 pub mod hostile;
 pub mod http;
+pub mod leftovers;
 pub mod process;
 pub mod signing;
 

@@ -6,7 +6,7 @@ use super::canary::HOOK_SECRET_RAW;
 /// Standard Webhooks headers for `body`, signed with the canary secret.
 pub fn signed_headers(id: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
     use base64::Engine;
-    use hmac::{Mac, SimpleHmac};
+    use hmac::{KeyInit, Mac, SimpleHmac};
     let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET_RAW).unwrap();
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
