@@ -9,4 +9,5 @@ mod blueprint_cli;
 mod check_env;
 mod cli_sign_verify;
 mod deploy;
+mod events;
 mod service;
