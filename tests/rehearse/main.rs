@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod proxy_streaming;
 mod rehearsal;
 mod report;
 mod versions;
