@@ -61,7 +61,9 @@ impl Shutdown {
 /// [`Deployment`](super::Deployment) and has no `Extension(Shutdown)` layer: a wiring mistake,
 /// answered with a JSON 500 and logged.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("no shutdown signal in the request's extensions (serve with Deployment, or add Extension(Shutdown))")]
+#[error(
+    "no shutdown signal in the request's extensions (serve with Deployment, or add Extension(Shutdown))"
+)]
 pub struct MissingShutdown;
 
 impl IntoResponse for MissingShutdown {

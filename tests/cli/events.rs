@@ -50,12 +50,8 @@ async fn an_open_event_stream_gets_draining_and_a_clean_end_and_does_not_hold_sh
     let mut seen = String::new();
     read_until(&mut reader, &mut seen, "\n\n");
     assert!(seen.starts_with("event: state\ndata: {"), "{seen:?}");
-    let data: serde_json::Value = serde_json::from_str(
-        seen.lines()
-            .find_map(|l| l.strip_prefix("data: "))
-            .unwrap(),
-    )
-    .unwrap();
+    let data: serde_json::Value =
+        serde_json::from_str(seen.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
     assert_eq!(data["status"], "healthy", "{seen:?}");
     assert!(data["instance"].as_str().is_some_and(|i| !i.is_empty()));
 

@@ -93,7 +93,11 @@ async fn the_stream_sends_the_state_at_once_keep_alives_every_15_s_and_each_chan
         next(&mut body).await.unwrap(),
         "event: state\ndata: {\"instance\":\"srv-events-1\",\"status\":\"unhealthy\"}\n\n"
     );
-    assert!(changed.elapsed() <= events::STATE_POLL, "{:?}", changed.elapsed());
+    assert!(
+        changed.elapsed() <= events::STATE_POLL,
+        "{:?}",
+        changed.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,7 +121,12 @@ async fn a_stream_opened_while_draining_is_told_so_and_ends_at_once() {
     let service = service();
     service.lifecycle.start_draining();
     let mut body = open(&service).await;
-    assert!(next(&mut body).await.unwrap().starts_with("event: draining\n"));
+    assert!(
+        next(&mut body)
+            .await
+            .unwrap()
+            .starts_with("event: draining\n")
+    );
     assert!(next(&mut body).await.is_none());
 }
 

@@ -6,8 +6,8 @@ mod support;
 
 mod blueprint_corpus;
 mod config;
-mod health_cache;
 mod events_route;
+mod health_cache;
 mod health_routes;
 mod hooks_router;
 mod render_api;

@@ -60,7 +60,10 @@ async fn stream(State(instance): State<Instance>) -> Body {
         let go_on = Arc::clone(&instance.go_on);
         async move {
             match n {
-                0 => Some((Ok::<_, std::io::Error>(Bytes::from("event: a\ndata: 1\n\n")), 1)),
+                0 => Some((
+                    Ok::<_, std::io::Error>(Bytes::from("event: a\ndata: 1\n\n")),
+                    1,
+                )),
                 1 => {
                     go_on.notified().await;
                     Some((Ok(Bytes::from("event: b\ndata: 2\n\n")), 2))
@@ -79,7 +82,10 @@ async fn cut(State(instance): State<Instance>) -> Body {
         let go_on = Arc::clone(&instance.go_on);
         async move {
             match n {
-                0 => Some((Ok(Bytes::from("event: a\ndata: 1\n\nevent: b\ndata: 2\n\n")), 1)),
+                0 => Some((
+                    Ok(Bytes::from("event: a\ndata: 1\n\nevent: b\ndata: 2\n\n")),
+                    1,
+                )),
                 1 => {
                     go_on.notified().await;
                     Some((Err(std::io::Error::other("the instance died")), 2))
@@ -172,7 +178,8 @@ async fn a_50_mib_upload_is_streamed_to_the_instance_while_it_is_sent_with_memor
             stream.write_all(&piece).unwrap();
             // The rest only once the instance has the first piece: a proxy that waits for the
             // whole body before forwarding it never gets there.
-            rx.blocking_recv().expect("the instance saw the upload start");
+            rx.blocking_recv()
+                .expect("the instance saw the upload start");
             for _ in 1..TOTAL / PIECE {
                 stream.write_all(&piece).unwrap();
             }
@@ -194,7 +201,11 @@ async fn a_50_mib_upload_is_streamed_to_the_instance_while_it_is_sent_with_memor
     assert_eq!(response.body, TOTAL.to_string());
     assert_eq!(s.instance.received.load(Ordering::SeqCst), TOTAL);
     let grew = peak_rss().saturating_sub(before);
-    eprintln!("upload of 50 MiB through the proxy: peak RSS {} KiB before, grew by {} KiB", before / 1024, grew / 1024);
+    eprintln!(
+        "upload of 50 MiB through the proxy: peak RSS {} KiB before, grew by {} KiB",
+        before / 1024,
+        grew / 1024
+    );
     assert!(grew < MEMORY_BOUND, "peak RSS grew by {grew} bytes");
 }
 
@@ -217,7 +228,11 @@ async fn a_50_mib_download_is_streamed_to_the_client_with_memory_bounded() {
     .unwrap();
     assert_eq!((status, total), (200, TOTAL));
     let grew = peak_rss().saturating_sub(before);
-    eprintln!("download of 50 MiB through the proxy: peak RSS {} KiB before, grew by {} KiB", before / 1024, grew / 1024);
+    eprintln!(
+        "download of 50 MiB through the proxy: peak RSS {} KiB before, grew by {} KiB",
+        before / 1024,
+        grew / 1024
+    );
     assert!(grew < MEMORY_BOUND, "peak RSS grew by {grew} bytes");
     drop(s);
 }
@@ -232,7 +247,11 @@ async fn an_event_stream_reaches_the_client_event_by_event_and_ends_cleanly() {
         let mut reader = BufReader::new(stream);
         let (status, headers) = read_head(&mut reader).unwrap();
         assert_eq!(status, 200);
-        assert!(headers.iter().any(|(k, v)| k == "x-rehearse-instance" && v == "old-1"));
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "x-rehearse-instance" && v == "old-1")
+        );
         // The second event is not made until the first has arrived here.
         let first = read_chunk(&mut reader).unwrap().unwrap();
         go_on.notify_one();
@@ -268,7 +287,10 @@ async fn a_body_the_instance_cuts_short_reaches_the_client_cut_not_clean() {
     })
     .await
     .unwrap();
-    assert_eq!(chunks.concat(), b"event: a\ndata: 1\n\nevent: b\ndata: 2\n\n");
+    assert_eq!(
+        chunks.concat(),
+        b"event: a\ndata: 1\n\nevent: b\ndata: 2\n\n"
+    );
     let error = end.expect_err("a cut body must not end with its last chunk");
     assert!(
         matches!(
