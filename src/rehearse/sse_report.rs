@@ -74,9 +74,10 @@ impl Streams {
             |f: fn(&StreamEnd) -> bool| self.records.iter().filter(|s| f(&s.ending)).count();
         let _ = writeln!(
             out,
-            "event streams on {}: {} clients, {} streams: {} clean, {} broken, {} failed to open, {} open at the end",
+            "event streams on {}: {} client{}, {} streams: {} clean, {} broken, {} failed to open, {} open at the end",
             self.path,
             self.clients,
+            if self.clients == 1 { "" } else { "s" },
             self.records.len(),
             count(|e| *e == StreamEnd::Clean),
             count(StreamEnd::is_broken),
@@ -271,7 +272,7 @@ pub(crate) mod tests {
             "{text}"
         );
         assert!(
-            text.contains("client 1 #2     new-1    3.100 s to 4.000 s, reconnected 1.000 s after"),
+            text.contains("client 1 #2    new-1    3.100 s to 4.000 s, reconnected 1.000 s after:"),
             "{text}"
         );
     }
@@ -307,6 +308,25 @@ pub(crate) mod tests {
         assert!(
             problems[1].starts_with("1 event stream (re)connects on /events failed"),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_page_draws_each_stream_its_end_and_the_reconnect_gap() {
+        let mut r = crate::rehearse::report::tests::sample();
+        let mut streams = clean();
+        streams
+            .records
+            .push(stream(1, 3, (4100, 4150), "new-1", StreamEnd::Reset));
+        r.streams = Some(streams);
+        let page = crate::rehearse::html::page(&r);
+        assert!(page.contains("Event streams on <code>/events</code>"));
+        assert!(page.contains("client 1 #1 on old-1: 0.100 s to 2.100 s, 2 events: clean"));
+        assert!(page.contains("<title>reconnect after 1.000 s</title>"));
+        assert!(page.contains(">broken</text>"));
+        assert!(
+            page.contains("event streams on /events broken: client 1 #3"),
+            "the problem is listed"
         );
     }
 }

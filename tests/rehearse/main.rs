@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod event_streams;
 mod proxy_streaming;
 mod rehearsal;
 mod report;
