@@ -8,6 +8,7 @@
 //!
 //! It listens on `127.0.0.1:$PORT` and serves `GET /health` (200 `ok`), `GET /` (`hello from
 //! $RENDER_INSTANCE_ID`), `GET /slow?ms=N` (answers after N milliseconds, 300 by default) and
+//! `GET /bytes?mib=N` (N MiB, 1 by default, at most 1024, made as they are sent) and
 //! `GET /events`, a server-sent event stream: an event `tick` every 200 ms, with the id
 //! `$RENDER_INSTANCE_ID-N` and the `Last-Event-ID` the client sent in its data.
 //! The first argument chooses how it behaves:
@@ -62,6 +63,20 @@ enum Mode {
     NeverHealthyNew,
     IgnoresSigterm,
     HoldsStreams,
+}
+
+#[derive(serde::Deserialize)]
+struct Size {
+    mib: Option<usize>,
+}
+
+/// N MiB in 64 KiB chunks, made as they are sent (a large download that costs no memory here).
+async fn bytes(Query(q): Query<Size>) -> axum::body::Body {
+    let chunks = q.mib.unwrap_or(1).min(1024) * 16;
+    let piece = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+    axum::body::Body::from_stream(futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::convert::Infallible>(piece.clone())),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -308,6 +323,7 @@ async fn main() {
                 "slow hello\n"
             }),
         )
+        .route("/bytes", get(bytes))
         .route("/events", get(events).with_state(streams));
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(l) => l,
