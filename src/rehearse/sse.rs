@@ -406,9 +406,10 @@ impl Parser {
         let value = String::from_utf8_lossy(value);
         match name {
             b"data" => self.has_data = true,
-            b"event" => self.event_type = Some(value.chars().take(64).collect()),
+            b"event" => self.event_type = Some(printable(&value, 64)),
             b"id" if !value.contains('\0') => {
-                self.last_event_id = Some(value.into_owned()).filter(|v| !v.is_empty());
+                // Sent back as a header and printed in the reports: bounded and printable.
+                self.last_event_id = Some(printable(&value, 128)).filter(|v| !v.is_empty());
             }
             b"retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 if let Ok(ms) = value.parse::<u64>() {
@@ -418,6 +419,16 @@ impl Parser {
             _ => {}
         }
     }
+}
+
+/// At most `max` characters of `value`, control characters (a terminal's escape sequences)
+/// replaced by `?`: what a server sends is printed in the reports.
+fn printable(value: &str, max: usize) -> String {
+    value
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -462,6 +473,10 @@ mod tests {
             (p.retry, p.last_event_id.as_deref(), p.events),
             (None, None, 1)
         );
+        let long = "x".repeat(1000);
+        let p = parse(&[&format!("event: \x1b[2Jboom\nid: {long}\ndata: 1\n\n")]);
+        assert_eq!(p.last_event.as_deref(), Some("?[2Jboom"));
+        assert_eq!(p.last_event_id.map(|id| id.len()), Some(128));
         let mut p = Parser::default();
         p.feed(&vec![b'x'; 10 * MAX_LINE]);
         assert!(p.line.len() <= MAX_LINE && p.mid_event());
