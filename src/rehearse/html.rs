@@ -6,6 +6,7 @@
 //! first two, so a burst of errors lines up with the step that caused it. When the rehearsal
 //! had a database, a fourth chart draws its client connections against `max_connections`
 //! (`versions`, with the pre-deploy command and the failures by version).
+//! With `--sse`, another draws each client's event streams (`sse_report`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
