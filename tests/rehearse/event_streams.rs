@@ -139,3 +139,24 @@ async fn a_service_that_never_ends_its_streams_has_them_cut_by_sigkill_and_fails
         "{run:?}"
     );
 }
+
+#[tokio::test]
+async fn every_failed_reconnect_is_counted_and_fails_the_rehearsal() {
+    let mut options = SSE.to_vec();
+    options[1] = "/no-such-stream";
+    let run = rehearse(&options, &strs(&fixture_command("well-behaved"))).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let lines = streams(&run);
+    assert!(lines.len() >= 6, "each client tried again: {run:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with("reconnect failed: status 404")),
+        "{run:?}"
+    );
+    let problem = format!(
+        "{} event stream (re)connects on /no-such-stream failed",
+        lines.len()
+    );
+    assert!(run.stdout.contains(&problem), "{problem}\n{run:?}");
+}
