@@ -347,3 +347,7 @@ pub(crate) fn classify_chain(e: &(dyn std::error::Error + 'static)) -> FailureCa
     }
     FailureCause::Other
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

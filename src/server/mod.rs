@@ -40,8 +40,8 @@ use crate::schema::ProblemKind;
 use crate::telemetry;
 use crate::webhooks::{self, HookState};
 pub use listener::{DrainReport, ServeOptions};
-pub use shutdown::{MissingShutdown, Shutdown};
 use middleware::{MiddlewareState, json_error};
+pub use shutdown::{MissingShutdown, Shutdown};
 
 /// Why the service could not be built or could not listen.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 mod support;
 
 mod event_streams;
-mod proxy_streaming;
+mod large_bodies;
 mod rehearsal;
 mod report;
 mod versions;
