@@ -304,7 +304,7 @@ pub struct Rehearsal {
     /// When the rehearsal ended (every instance stopped).
     pub ended: Duration,
     /// The event streams held with `--sse`, if asked for.
-    pub streams: Option<super::sse_report::Streams>,
+    pub streams: Option<super::sse::Streams>,
 }
 
 /// Latency figures of a group of requests.

@@ -132,6 +132,17 @@ pub struct StreamRecord {
     pub ending: StreamEnd,
 }
 
+/// The streams the clients of `--sse` held (reported by `sse_report`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Streams {
+    /// The path of the event stream.
+    pub path: String,
+    /// How many clients held one.
+    pub clients: usize,
+    /// Every stream, by client and in order.
+    pub records: Vec<StreamRecord>,
+}
+
 /// What `--sse` asks for.
 #[derive(Debug, Clone)]
 pub struct SseSettings {
@@ -147,6 +158,8 @@ pub struct SseSettings {
 
 /// The running clients; [`SseClients::stop`] ends them and returns every stream they held.
 pub struct SseClients {
+    path: String,
+    clients: usize,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Vec<StreamRecord>>,
 }
@@ -159,19 +172,28 @@ impl SseClients {
         for client in 1..=settings.clients {
             tasks.spawn(run_client(client, settings.clone(), epoch, stopped.clone()));
         }
-        Self { stop, tasks }
+        Self {
+            path: settings.path,
+            clients: settings.clients,
+            stop,
+            tasks,
+        }
     }
 
     /// Stops every client (a stream still open is recorded as [`StreamEnd::OpenAtEnd`]) and
     /// returns the streams, by client and in order.
-    pub async fn stop(mut self) -> Vec<StreamRecord> {
+    pub async fn stop(mut self) -> Streams {
         let _ = self.stop.send(true);
         let mut records = Vec::new();
         while let Some(done) = self.tasks.join_next().await {
             records.extend(done.unwrap_or_default());
         }
         records.sort_by_key(|r| (r.client, r.attempt));
-        records
+        Streams {
+            path: self.path,
+            clients: self.clients,
+            records,
+        }
     }
 }
 

@@ -7,21 +7,10 @@ use std::time::Duration;
 
 use super::html::{Axis, FAILED, LEFT, axis_frame, colour, esc, marker, svg_open};
 use super::report::{Rehearsal, secs};
-use super::sse::{StreamEnd, StreamRecord};
+use super::sse::{StreamEnd, StreamRecord, Streams};
 
 const CLEAN: &str = "#2e7d32";
 const OPEN: &str = "#999";
-
-/// The streams the clients of `--sse` held.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Streams {
-    /// The path of the event stream.
-    pub path: String,
-    /// How many clients held one.
-    pub clients: usize,
-    /// Every stream, by client and in order.
-    pub records: Vec<StreamRecord>,
-}
 
 impl Streams {
     /// Why the streams fail the rehearsal (broken streams, failed reconnects); empty when

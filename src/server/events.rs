@@ -56,7 +56,7 @@ enum Step {
 
 /// The events of one stream: `state` at once and on every change seen every `poll`, then
 /// `draining` when `shutdown` fires, and the end.
-pub fn state_events(
+fn state_events(
     health: HealthState,
     shutdown: Shutdown,
     poll: Duration,
