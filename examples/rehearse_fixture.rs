@@ -1,4 +1,4 @@
-//! A small web service for rehearsing deploys, in four behaviours, for the tests of `rehearse`
+//! A small web service for rehearsing deploys, in five behaviours, for the tests of `rehearse`
 //! (and for trying `rehearse` by hand).
 //!
 //! ```sh
@@ -7,11 +7,17 @@
 //! ```
 //!
 //! It listens on `127.0.0.1:$PORT` and serves `GET /health` (200 `ok`), `GET /` (`hello from
-//! $RENDER_INSTANCE_ID`) and `GET /slow?ms=N` (answers after N milliseconds, 300 by default).
+//! $RENDER_INSTANCE_ID`), `GET /slow?ms=N` (answers after N milliseconds, 300 by default) and
+//! `GET /bytes?mib=N` (N MiB, 1 by default, at most 1024, made as they are sent) and
+//! `GET /events`, a server-sent event stream: an event `tick` every 200 ms, with the id
+//! `$RENDER_INSTANCE_ID-N` and the `Last-Event-ID` the client sent in its data.
 //! The first argument chooses how it behaves:
 //!
-//! - `well-behaved`: on SIGTERM it stops accepting, finishes the requests in flight, closes idle
-//!   connections and exits 0.
+//! - `well-behaved`: on SIGTERM it stops accepting, ends its event streams with `event:
+//!   draining` and `retry: 1000`, finishes the requests in flight, closes idle connections and
+//!   exits 0.
+//! - `holds-streams`: as `well-behaved`, but its event streams never end, so its drain waits
+//!   for them until SIGKILL.
 //! - `drops-in-flight`: on SIGTERM it exits 0 at once, dropping the requests in flight.
 //! - `never-healthy-new`: as `well-behaved`, but an instance named `new-…` answers 503 on
 //!   `/health` forever, so a deploy of it never completes.
@@ -41,9 +47,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Query;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
 use axum::routing::get;
+use futures_util::Stream;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -51,6 +62,21 @@ enum Mode {
     DropsInFlight,
     NeverHealthyNew,
     IgnoresSigterm,
+    HoldsStreams,
+}
+
+#[derive(serde::Deserialize)]
+struct Size {
+    mib: Option<usize>,
+}
+
+/// N MiB in 64 KiB chunks, made as they are sent (a large download that costs no memory here).
+async fn bytes(Query(q): Query<Size>) -> axum::body::Body {
+    let chunks = q.mib.unwrap_or(1).min(1024) * 16;
+    let piece = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+    axum::body::Body::from_stream(futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::convert::Infallible>(piece.clone())),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -60,7 +86,7 @@ struct Slow {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: rehearse_fixture well-behaved|drops-in-flight|never-healthy-new|ignores-sigterm \
+        "usage: rehearse_fixture well-behaved|drops-in-flight|never-healthy-new|ignores-sigterm|holds-streams \
          [--startup-ms N] [--read-column TABLE.COLUMN] [--connections N]\n       \
          rehearse_fixture sql 'STATEMENTS'"
     );
@@ -225,6 +251,7 @@ async fn main() {
         Some("drops-in-flight") => Mode::DropsInFlight,
         Some("never-healthy-new") => Mode::NeverHealthyNew,
         Some("ignores-sigterm") => Mode::IgnoresSigterm,
+        Some("holds-streams") => Mode::HoldsStreams,
         _ => usage(),
     };
     let (mut startup, mut read_column, mut connections) = (Duration::ZERO, None, 0);
@@ -253,6 +280,15 @@ async fn main() {
 
     let healthy = !(mode == Mode::NeverHealthyNew && instance.starts_with("new-"));
     let hello = format!("hello from {instance}\n");
+    let draining = CancellationToken::new();
+    let streams = Streams {
+        instance: instance.clone(),
+        // Only a well-behaved service ends its streams when it drains.
+        draining: match mode {
+            Mode::WellBehaved | Mode::NeverHealthyNew => draining.clone(),
+            _ => CancellationToken::new(),
+        },
+    };
     let app = Router::new()
         .route(
             "/health",
@@ -286,7 +322,9 @@ async fn main() {
                 tokio::time::sleep(Duration::from_millis(q.ms.unwrap_or(300))).await;
                 "slow hello\n"
             }),
-        );
+        )
+        .route("/bytes", get(bytes))
+        .route("/events", get(events).with_state(streams));
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(l) => l,
         Err(e) => {
@@ -302,8 +340,9 @@ async fn main() {
         loop {
             term.recv().await;
             match mode {
-                Mode::WellBehaved | Mode::NeverHealthyNew => {
+                Mode::WellBehaved | Mode::NeverHealthyNew | Mode::HoldsStreams => {
                     println!("{instance}: SIGTERM, draining");
+                    draining.cancel();
                     return;
                 }
                 Mode::DropsInFlight => {
@@ -322,4 +361,44 @@ async fn main() {
         std::process::exit(1);
     }
     println!("drained, bye");
+}
+
+#[derive(Clone)]
+struct Streams {
+    instance: String,
+    draining: CancellationToken,
+}
+
+/// A tick every 200 ms until draining begins, then `draining` and the end.
+async fn events(
+    State(streams): State<Streams>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let ticks = futures_util::stream::unfold(Some(0u64), move |n| {
+        let (streams, last_id) = (streams.clone(), last_id.clone());
+        async move {
+            let n = n?;
+            if n > 0 {
+                tokio::select! {
+                    () = streams.draining.cancelled() => {
+                        let bye = Event::default().event("draining").data("bye").retry(Duration::from_secs(1));
+                        return Some((Ok(bye), None));
+                    }
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            let data = serde_json::json!({ "n": n, "last_event_id": last_id }).to_string();
+            let tick = Event::default()
+                .id(format!("{}-{n}", streams.instance))
+                .event("tick")
+                .data(data);
+            Some((Ok(tick), Some(n + 1)))
+        }
+    });
+    Sse::new(ticks)
 }

@@ -24,6 +24,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **[`server::Shutdown`]**: the signal that draining has begun, for long-lived responses (event
+//! streams, WebSockets, long polls) that must end then rather than hold the drain open.
+//!
+//! ```
+//! use render_deploy::server::Shutdown;
+//! async fn long_poll(shutdown: Shutdown) -> &'static str {
+//!     shutdown.draining().await; // an extractor in any handler served by `Deployment`
+//!     "draining: reconnect"
+//! }
+//! let _app: axum::Router = axum::Router::new().route("/poll", axum::routing::get(long_poll));
+//! ```
+//!
 //! **[`configure_render_deployment`]**: the original two-input entry point: a validated
 //! configuration and a pool that connects on first use.
 //!
@@ -144,7 +156,8 @@
 //! - [`pool`]: the PostgreSQL connection pool (deadpool-postgres), sized from the server.
 //! - [`health`]: the cached, single-flight health check and the `/health`, `/livez` endpoints.
 //! - [`webhooks`]: receiving signed webhooks: the `POST /hooks/deploy` endpoint.
-//! - [`server`]: [`server::Deployment`]: wiring, start-up and graceful shutdown.
+//! - [`server`]: [`server::Deployment`]: wiring, start-up and graceful shutdown, the shutdown
+//!   signal handed to handlers ([`server::Shutdown`]) and the `/events` stream.
 //! - [`blueprint`]: checking and writing `render.yaml`.
 //! - `rehearse`: a zero-downtime deploy rehearsed on this machine (behind the CLI).
 //! - `cli`: the command-line program; `main.rs` only calls `cli::main` (not library API).

@@ -23,6 +23,8 @@
 //! - [`report`]: what happened ([`Rehearsal`]) and its statistics.
 //! - `text`: the same, as the table printed on stdout.
 //! - [`html`]: the same, as one self-contained page with timeline charts.
+//! - [`sse`]: the event-stream clients of `--sse`, which reconnect as `EventSource` does.
+//! - [`sse_report`]: those streams in both reports.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -36,6 +38,8 @@ pub(crate) mod load;
 pub(crate) mod orchestrator;
 pub(crate) mod proxy;
 pub(crate) mod report;
+pub(crate) mod sse;
+pub(crate) mod sse_report;
 pub(crate) mod steps;
 mod text;
 pub(crate) mod versions;
@@ -138,6 +142,10 @@ pub(crate) struct RehearsalOptions {
     /// Copy each instance's stdout and stderr to our stderr, each line prefixed with the
     /// instance's name. Default false (the last lines are kept for the report either way).
     pub show_output: bool,
+    /// `--sse PATH`: clients hold an event stream on this path through the deploy. Default none.
+    pub sse_path: Option<String>,
+    /// `--sse-clients`: how many. Default [`sse::DEFAULT_CLIENTS`].
+    pub sse_clients: usize,
 }
 
 impl Default for RehearsalOptions {
@@ -162,6 +170,8 @@ impl Default for RehearsalOptions {
             paths: vec!["/".to_owned()],
             request_timeout: Duration::from_secs(10),
             show_output: false,
+            sse_path: None,
+            sse_clients: sse::DEFAULT_CLIENTS,
         }
     }
 }
@@ -215,6 +225,14 @@ impl RehearsalOptions {
         }
         if self.request_timeout.is_zero() {
             return invalid("--request-timeout", "a duration above zero");
+        }
+        if let Some(path) = &self.sse_path
+            && !valid_path(path)
+        {
+            return invalid("--sse", "an absolute path such as /events");
+        }
+        if self.sse_clients == 0 || self.sse_clients > sse::MAX_CLIENTS {
+            return invalid("--sse-clients", "from 1 to 64");
         }
         if self.probe_interval.is_zero() {
             return invalid("--probe-interval", "a duration above zero");
@@ -419,6 +437,14 @@ mod tests {
             RehearsalOptions {
                 db_max_connections: Some(20),
                 no_database: true,
+                ..Default::default()
+            },
+            RehearsalOptions {
+                sse_path: Some("events".into()),
+                ..Default::default()
+            },
+            RehearsalOptions {
+                sse_clients: 65,
                 ..Default::default()
             },
         ];

@@ -50,6 +50,13 @@ pub struct Args {
     /// Also write the report as a self-contained HTML page with a timeline chart.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
+    /// Also hold server-sent event streams on this path through the deploy, reconnecting as a
+    /// browser's EventSource does; a stream that breaks, or a reconnect that fails, fails the rehearsal.
+    #[arg(long = "sse", value_name = "PATH")]
+    pub sse_path: Option<String>,
+    /// How many clients hold an event stream with --sse.
+    #[arg(long, default_value_t = crate::rehearse::sse::DEFAULT_CLIENTS, value_name = "N", requires = "sse_path")]
+    pub sse_clients: usize,
     /// Copy the instances' output to stderr, each line prefixed with the instance's name.
     #[arg(long)]
     pub show_output: bool,
@@ -115,6 +122,8 @@ impl Args {
             paths: self.paths,
             request_timeout: self.request_timeout,
             show_output: self.show_output,
+            sse_path: self.sse_path,
+            sse_clients: self.sse_clients,
         };
         Ok((options, self.report))
     }

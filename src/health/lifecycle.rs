@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::Invalidator;
 
@@ -23,6 +24,9 @@ struct Inner {
     // those who await the change.
     draining: AtomicBool,
     changed: watch::Sender<bool>,
+    // Cancelled when draining starts: the signal handed to handlers (as child tokens, so that a
+    // handler cancelling its own cannot start the drain of the whole instance).
+    drained: CancellationToken,
     on_drain: Mutex<Vec<Invalidator>>,
 }
 
@@ -48,6 +52,7 @@ impl Lifecycle {
         }
         tracing::info!("draining: health endpoints now answer 503");
         self.inner.changed.send_replace(true);
+        self.inner.drained.cancel();
         let hooks = self
             .inner
             .on_drain
@@ -68,6 +73,12 @@ impl Lifecycle {
         let mut rx = self.inner.changed.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = rx.wait_for(|draining| *draining).await;
+    }
+
+    /// A token cancelled when draining starts (at once if it already has). It is a child of
+    /// the lifecycle's own: cancelling it ends only what waits on it, never the instance.
+    pub fn draining_token(&self) -> CancellationToken {
+        self.inner.drained.child_token()
     }
 
     /// Registers a cache to invalidate when draining starts (at once if it already has).

@@ -237,6 +237,11 @@ impl HealthState {
         &self.lifecycle
     }
 
+    /// Who this instance is (version and instance name), as reported.
+    pub fn info(&self) -> &ServiceInfo {
+        &self.info
+    }
+
     /// Whether the database has answered a probe since start-up.
     pub fn database_answered_once(&self) -> bool {
         self.answered_once.load(Ordering::Acquire)

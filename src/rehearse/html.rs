@@ -6,6 +6,7 @@
 //! first two, so a burst of errors lines up with the step that caused it. When the rehearsal
 //! had a database, a fourth chart draws its client connections against `max_connections`
 //! (`versions`, with the pre-deploy command and the failures by version).
+//! With `--sse`, another draws each client's event streams (`sse_report`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -16,10 +17,10 @@ use super::report::{InstanceReport, PhaseKind, Rehearsal, Role, millis, secs, tr
 use super::text::instance_line;
 
 const WIDTH: f64 = 1100.0;
-const LEFT: f64 = 64.0;
+pub(super) const LEFT: f64 = 64.0;
 /// Room on the right for the lanes' verdicts ("never healthy, killed by SIGTERM").
 const RIGHT: f64 = 170.0;
-const FAILED: &str = "#d62728";
+pub(super) const FAILED: &str = "#d62728";
 const OLD_COLOURS: [&str; 4] = ["#4e79a7", "#7fa7d4", "#2f4b7c", "#a0cbe8"];
 const NEW_COLOURS: [&str; 4] = ["#59a14f", "#8cd17d", "#2e7d32", "#b6e3a8"];
 
@@ -78,6 +79,9 @@ ul.problems li {{ color: {failed}; }}
     }
     out.push_str("<h2>Instances</h2>");
     lanes_chart(&mut out, r, &x);
+    if let Some(streams) = &r.streams {
+        super::sse_report::html_section(&mut out, r, streams, &x);
+    }
     versions::sections(&mut out, r);
     tables(&mut out, r);
     out.push_str("</body></html>\n");
@@ -98,17 +102,17 @@ fn command_line(r: &Rehearsal) -> String {
 }
 
 /// Maps seconds to the horizontal pixel position.
-struct Axis {
+pub(super) struct Axis {
     span: f64,
 }
 
 impl Axis {
-    fn px(&self, d: Duration) -> f64 {
+    pub(super) fn px(&self, d: Duration) -> f64 {
         LEFT + d.as_secs_f64() / self.span * (WIDTH - LEFT - RIGHT)
     }
 
     /// Vertical grid lines and labels every "nice" number of seconds.
-    fn ticks(&self, out: &mut String, top: f64, bottom: f64) {
+    pub(super) fn ticks(&self, out: &mut String, top: f64, bottom: f64) {
         let step = nice_step(self.span / 10.0);
         let mut t = 0.0;
         while t <= self.span + 1e-9 {
@@ -138,7 +142,7 @@ fn nice_step(raw: f64) -> f64 {
     10.0 * magnitude
 }
 
-fn colour(r: &Rehearsal, name: &str) -> &'static str {
+pub(super) fn colour(r: &Rehearsal, name: &str) -> &'static str {
     let Some(i) = r.instances.iter().find(|i| i.name == name) else {
         return "#999";
     };
@@ -410,7 +414,7 @@ fn lanes_chart(out: &mut String, r: &Rehearsal, x: &Axis) {
     out.push_str("</svg>");
 }
 
-fn marker(out: &mut String, px: f64, y0: f64, h: f64, colour: &str, tip: &str) {
+pub(super) fn marker(out: &mut String, px: f64, y0: f64, h: f64, colour: &str, tip: &str) {
     let _ = write!(
         out,
         r#"<line x1="{px:.1}" x2="{px:.1}" y1="{:.1}" y2="{:.1}" stroke="{colour}" stroke-width="2"><title>{tip}</title></line>"#,
@@ -419,14 +423,14 @@ fn marker(out: &mut String, px: f64, y0: f64, h: f64, colour: &str, tip: &str) {
     );
 }
 
-fn svg_open(out: &mut String, height: f64) {
+pub(super) fn svg_open(out: &mut String, height: f64) {
     let _ = write!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img">"#
     );
 }
 
-fn axis_frame(out: &mut String, top: f64, bottom: f64) {
+pub(super) fn axis_frame(out: &mut String, top: f64, bottom: f64) {
     let _ = write!(
         out,
         r##"<line x1="{LEFT}" x2="{LEFT}" y1="{top}" y2="{bottom}" stroke="#888"/><line x1="{LEFT}" x2="{}" y1="{bottom}" y2="{bottom}" stroke="#888"/>"##,
@@ -512,7 +516,7 @@ fn showable_tail(i: &InstanceReport) -> bool {
 }
 
 /// Escapes text for HTML content and attribute values.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

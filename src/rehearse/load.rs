@@ -167,10 +167,21 @@ async fn send(
     };
     let instance = header(INSTANCE_HEADER);
     let cause = header(CAUSE_HEADER).and_then(|c| FailureCause::from_token(&c));
-    let body = match response.into_body().collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) => return (Outcome::Failed(classify_chain(&e)), instance, None),
-    };
+    // Read to the end, but only its start is kept (for the excerpt of a failure): a large
+    // download costs no memory here.
+    let mut body = Vec::new();
+    let mut incoming = response.into_body();
+    while let Some(frame) = incoming.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = (EXCERPT_CHARS * 4).saturating_sub(body.len());
+                    body.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Err(e) => return (Outcome::Failed(classify_chain(&e)), instance, None),
+        }
+    }
     if !new_connection
         && let Ok(mut idle) = idle.lock()
         && idle.len() < MAX_IDLE

@@ -24,6 +24,7 @@ use super::proxy::{Backend, Proxy};
 use super::report::{
     DeployFailure, InstanceReport, Phase, PhaseKind, Rehearsal, RequestRecord, Role,
 };
+use super::sse::{SseClients, SseSettings, Streams};
 use super::steps::{StepKind, StepRun, run_step};
 use super::{RehearsalOptions, RehearseError};
 
@@ -129,6 +130,7 @@ pub async fn rehearse(options: &RehearsalOptions) -> Result<Rehearsal, RehearseE
         load_started: served.load_started,
         load_stopped: served.load_stopped,
         ended,
+        streams: served.streams,
     })
 }
 
@@ -174,6 +176,7 @@ struct Served {
     deploy_failure: Option<DeployFailure>,
     load_started: Duration,
     load_stopped: Duration,
+    streams: Option<Streams>,
 }
 
 impl Run<'_> {
@@ -201,6 +204,17 @@ impl Run<'_> {
             },
             self.timeline.epoch,
         );
+        let streams = options.sse_path.as_ref().map(|path| {
+            SseClients::start(
+                SseSettings {
+                    target: proxy.addr(),
+                    path: path.clone(),
+                    clients: options.sse_clients,
+                    open_timeout: options.request_timeout,
+                },
+                self.timeline.epoch,
+            )
+        });
         let load_started = self.timeline.now();
         self.timeline.enter(PhaseKind::Before, 0);
         tokio::time::sleep(options.warmup).await;
@@ -229,6 +243,10 @@ impl Run<'_> {
         let until = (load_started + options.duration).max(self.timeline.now() + options.tail);
         tokio::time::sleep(until.saturating_sub(self.timeline.now())).await;
         let requests = load.stop().await;
+        let streams = match streams {
+            Some(clients) => Some(clients.stop().await),
+            None => None,
+        };
         let load_stopped = self.timeline.now();
         self.timeline.close(load_stopped);
         proxy.stop().await;
@@ -238,6 +256,7 @@ impl Run<'_> {
             deploy_failure,
             load_started,
             load_stopped,
+            streams,
         })
     }
 

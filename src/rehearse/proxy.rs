@@ -6,10 +6,17 @@
 //! Connections to the instances are pooled and kept alive, as a load balancer's are, so an old
 //! instance is left holding idle keep-alive connections when it is told to stop.
 //!
+//! Bodies are streamed both ways as they arrive, never buffered: an upload reaches the instance
+//! while it is still being sent, and a server-sent event stream or a chunked download reaches
+//! the client chunk by chunk, with the memory of the proxy bounded by hyper's buffers whatever
+//! the size. An instance that dies in the middle of a response body is passed on as it is: the
+//! client's connection is cut before the body's end (for a chunked body, before its last chunk),
+//! so that the client sees a broken response, never a clean but truncated one.
+//!
 //! Every response carries [`INSTANCE_HEADER`] with the name of the instance that served it.
-//! When the instance could not answer (refused, reset, too slow), the proxy answers 502 or 504
-//! itself and says why in [`CAUSE_HEADER`], so that the load generator can tell a lost request
-//! from an error the service chose to send.
+//! When the instance could not answer (refused, reset, too slow to send its response's head),
+//! the proxy answers 502 or 504 itself and says why in [`CAUSE_HEADER`], so that the load
+//! generator can tell a lost request from an error the service chose to send.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderName, HeaderValue};
@@ -32,6 +40,9 @@ use tokio::task::JoinSet;
 use super::report::FailureCause;
 use super::{CAUSE_HEADER, INSTANCE_HEADER};
 
+/// The body of every response of the proxy: the instance's, streamed, or one made up here.
+type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
 /// An instance the proxy can send requests to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Backend {
@@ -45,7 +56,7 @@ struct Routes {
     rotation: RwLock<Vec<Backend>>,
     next: AtomicUsize,
     in_flight: Mutex<HashMap<String, usize>>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, Incoming>,
     timeout: Duration,
 }
 
@@ -145,7 +156,7 @@ async fn accept_loop(
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let routes = routes.clone();
-                        async move { Ok::<_, Infallible>(forward(&routes, req).await) }
+                        async move { Ok::<_, Infallible>(forward(routes, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .keep_alive(true)
@@ -158,25 +169,26 @@ async fn accept_loop(
     }
 }
 
-/// Counts a request as in flight at an instance until dropped.
-struct InFlight<'a> {
-    routes: &'a Routes,
+/// Counts a request as in flight at an instance until dropped: with the response's body, so
+/// that an event stream is in flight for as long as it is open.
+struct InFlight {
+    routes: Arc<Routes>,
     name: String,
 }
 
-impl<'a> InFlight<'a> {
-    fn new(routes: &'a Routes, name: &str) -> Self {
+impl InFlight {
+    fn new(routes: &Arc<Routes>, name: &str) -> Self {
         if let Ok(mut m) = routes.in_flight.lock() {
             *m.entry(name.to_owned()).or_insert(0) += 1;
         }
         Self {
-            routes,
+            routes: Arc::clone(routes),
             name: name.to_owned(),
         }
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if let Ok(mut m) = self.routes.in_flight.lock()
             && let Some(n) = m.get_mut(&self.name)
@@ -211,19 +223,27 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str()) || name == hyper::header::TRANSFER_ENCODING
 }
 
-async fn forward(routes: &Routes, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn forward(routes: Arc<Routes>, req: Request<Incoming>) -> Response<ProxyBody> {
     // The choice is made once, when the request arrives: a switch afterwards does not move it.
-    let Some(backend) = pick(routes) else {
+    let Some(backend) = pick(&routes) else {
         return made_up(StatusCode::BAD_GATEWAY, None, FailureCause::NoInstance);
     };
-    let _in_flight = InFlight::new(routes, &backend.name);
-    let answer = tokio::time::timeout(routes.timeout, exchange(routes, &backend, req)).await;
+    let in_flight = InFlight::new(&routes, &backend.name);
+    // The timeout bounds the wait for the response's head only: a body (an event stream, a
+    // large download) takes as long as it takes, as behind Render's load balancer.
+    let answer = tokio::time::timeout(routes.timeout, exchange(&routes, &backend, req)).await;
     match answer {
-        Ok(Ok(mut response)) => {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
             if let Ok(v) = HeaderValue::from_str(&backend.name) {
-                response.headers_mut().insert(INSTANCE_HEADER, v);
+                parts.headers.insert(INSTANCE_HEADER, v);
             }
-            response
+            // The guard lives in the body's closure: dropped when the body ends or is dropped.
+            let body = body.map_frame(move |frame| {
+                let _in_flight = &in_flight;
+                frame
+            });
+            Response::from_parts(parts, body.boxed_unsync())
         }
         Ok(Err(cause)) => made_up(StatusCode::BAD_GATEWAY, Some(&backend.name), cause),
         Err(_) => made_up(
@@ -234,18 +254,14 @@ async fn forward(routes: &Routes, req: Request<Incoming>) -> Response<Full<Bytes
     }
 }
 
-/// Sends the request to the instance and reads its whole response.
+/// Sends the request to the instance, its body streamed as it arrives, and returns the
+/// instance's response as soon as its head has arrived, with the body still to come.
 async fn exchange(
     routes: &Routes,
     backend: &Backend,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, FailureCause> {
+) -> Result<Response<Incoming>, FailureCause> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|_| FailureCause::Other)?
-        .to_bytes();
     let path = parts
         .uri
         .path_and_query()
@@ -257,7 +273,7 @@ async fn exchange(
     let mut outgoing = Request::builder()
         .method(parts.method)
         .uri(uri)
-        .body(Full::new(body))
+        .body(body)
         .map_err(|_| FailureCause::Other)?;
     for (name, value) in &parts.headers {
         if !is_hop_by_hop(name) && name != hyper::header::HOST {
@@ -269,33 +285,24 @@ async fn exchange(
         .request(outgoing)
         .await
         .map_err(|e| classify_client_error(&e))?;
-    let (parts, body) = response.into_parts();
-    // The whole body is read before answering, so that an instance that dies half-way through
-    // a response shows as a failure here rather than as a truncated body downstream.
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| classify_chain(&e))?
-        .to_bytes();
-    let mut answer = Response::builder().status(parts.status);
-    for (name, value) in &parts.headers {
-        if !is_hop_by_hop(name) && name != hyper::header::CONTENT_LENGTH {
-            answer = answer.header(name, value);
-        }
+    let (mut parts, body) = response.into_parts();
+    let hop_by_hop: Vec<HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name))
+        .cloned()
+        .collect();
+    for name in hop_by_hop {
+        parts.headers.remove(name);
     }
-    answer
-        .body(Full::new(body))
-        .map_err(|_| FailureCause::Other)
+    Ok(Response::from_parts(parts, body))
 }
 
-fn made_up(
-    status: StatusCode,
-    instance: Option<&str>,
-    cause: FailureCause,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(format!(
-        "{{\"error\": \"{cause}\"}}"
-    ))));
+fn made_up(status: StatusCode, instance: Option<&str>, cause: FailureCause) -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from(format!("{{\"error\": \"{cause}\"}}")))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CAUSE_HEADER, HeaderValue::from_static(cause.token()));
@@ -340,3 +347,7 @@ pub(crate) fn classify_chain(e: &(dyn std::error::Error + 'static)) -> FailureCa
     }
     FailureCause::Other
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

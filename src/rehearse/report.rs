@@ -303,6 +303,8 @@ pub struct Rehearsal {
     pub load_stopped: Duration,
     /// When the rehearsal ended (every instance stopped).
     pub ended: Duration,
+    /// The event streams held with `--sse`, if asked for.
+    pub streams: Option<super::sse::Streams>,
 }
 
 /// Latency figures of a group of requests.
@@ -455,6 +457,9 @@ impl Rehearsal {
         {
             problems.push(p);
         }
+        if let Some(streams) = &self.streams {
+            problems.extend(streams.problems());
+        }
         problems
     }
 
@@ -567,6 +572,7 @@ pub(crate) mod tests {
             load_started: ms(0),
             load_stopped: ms(4000),
             ended: ms(4200),
+            streams: None,
         }
     }
 

@@ -87,6 +87,10 @@ impl Rehearsal {
         for (i, (_, n)) in self.instances.iter().zip(served) {
             let _ = writeln!(out, "  {:<7} {}", i.name, instance_line(i, n));
         }
+        if let Some(streams) = &self.streams {
+            let _ = writeln!(out);
+            out.push_str(&streams.text());
+        }
         if let Some(f) = &self.deploy_failure {
             let _ = writeln!(out);
             let _ = writeln!(

@@ -8,27 +8,29 @@
 //! let deployment = Deployment::from_env()?;          // every variable checked at once
 //! let app = Router::new()
 //!     .route("/hello", get(|| async { "hello" }))     // the application's own routes
-//!     .merge(deployment.routes());                     // /health, /livez, /, /hooks/deploy, /metrics
+//!     .merge(deployment.routes());                     // /health, /livez, /, /events, /hooks/deploy, /metrics
 //! deployment.serve(app).await?;                        // drains on SIGTERM, then returns
 //! # Ok(()) }
 //! ```
 
 mod accept;
 pub mod connections;
+pub mod events;
 pub mod listener;
 pub mod middleware;
 mod request_metrics;
 mod routes;
 mod tracked;
+mod shutdown;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -43,6 +45,7 @@ use crate::webhooks::{self, HookState};
 use connections::MaxConnections;
 pub use listener::{DrainReport, ServeOptions};
 use middleware::{MiddlewareState, json_error};
+pub use shutdown::{MissingShutdown, Shutdown};
 
 /// Why the service could not be built or could not listen.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +158,14 @@ impl Deployment {
         &self.health
     }
 
-    /// The endpoints of the contract: `/health`, `/livez`, `/`, `/hooks/deploy`, and
+    /// The signal that fires when this service starts draining (SIGTERM, SIGINT, or the future
+    /// given to [`serve_with`](Self::serve_with)): for long-lived responses and background
+    /// work built before serving. Handlers can also take it as an extractor.
+    pub fn shutdown(&self) -> Shutdown {
+        Shutdown::from_token(self.lifecycle.draining_token())
+    }
+
+    /// The endpoints of the contract: `/health`, `/livez`, `/`, `/hooks/deploy`, `/events`, and
     /// `/metrics` when `METRICS_TOKEN` is set. Merge them into the application's router.
     pub fn routes(&self) -> Router {
         let root = routes::RootState {
@@ -171,6 +181,7 @@ impl Deployment {
         };
         let mut router = health::router(self.health.clone())
             .merge(webhooks::router(self.hooks.clone()))
+            .merge(events::router(self.health.clone()))
             .route("/", get(routes::root).with_state(root));
         if let Some(token) = &self.config.metrics_token {
             let pool = Arc::clone(&self.pool);
@@ -278,6 +289,7 @@ impl Deployment {
             .method_not_allowed_fallback(|| async {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             })
+            .layer(Extension(self.shutdown()))
             .layer(CatchPanicLayer::custom(middleware::panic_response))
             .layer(axum::middleware::from_fn_with_state(
                 state,

@@ -10,5 +10,6 @@ mod check_env;
 mod cli_sign_verify;
 mod deploy;
 mod dev_killed;
+mod events;
 mod hostile;
 mod service;

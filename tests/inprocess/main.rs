@@ -6,6 +6,7 @@ mod support;
 
 mod blueprint_corpus;
 mod config;
+mod events_route;
 mod health_cache;
 mod health_routes;
 mod hooks_hostile;

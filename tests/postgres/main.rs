@@ -11,3 +11,4 @@ mod panic;
 mod pool;
 mod pool_pgbouncer;
 mod pool_tls;
+mod shutdown_signal;

@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod event_streams;
+mod large_bodies;
 mod rehearsal;
 mod report;
 mod versions;

@@ -86,11 +86,11 @@ pub(crate) async fn rehearse(options: &[&str], command: &[&str]) -> Run {
     }
 }
 
-fn fixture_command(mode: &str) -> Vec<String> {
+pub(crate) fn fixture_command(mode: &str) -> Vec<String> {
     vec![fixture().display().to_string(), mode.to_owned()]
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
+pub(crate) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 

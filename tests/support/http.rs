@@ -136,3 +136,53 @@ pub fn reqwest_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Reads a response's status line and headers only, leaving the body in `reader`.
+pub fn read_head(reader: &mut impl BufRead) -> std::io::Result<(u16, Vec<(String, String)>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            return Ok((status, headers));
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+}
+
+/// Reads one chunk of a chunked body: `Some(data)`, or `None` for the last (empty) chunk. A
+/// connection that ends before the last chunk is an `UnexpectedEof` error: a cut body.
+pub fn read_chunk(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let size = line.trim_end().split(';').next().unwrap_or("");
+    let size = usize::from_str_radix(size, 16)
+        .map_err(|_| std::io::Error::other(format!("bad chunk size line {line:?}")))?;
+    let mut data = vec![0; size + 2];
+    reader.read_exact(&mut data)?;
+    if !data.ends_with(b"\r\n") {
+        return Err(std::io::Error::other("chunk not followed by CRLF"));
+    }
+    data.truncate(size);
+    if size == 0 {
+        // The trailer section ended by the CRLF just read.
+        return Ok(None);
+    }
+    Ok(Some(data))
+}

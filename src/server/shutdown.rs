@@ -1,0 +1,86 @@
+//! The shutdown signal handed to handlers, so that long-lived responses end when draining begins.
+//!
+//! A graceful shutdown waits for every response in flight to finish. An event stream, a
+//! WebSocket or a long poll never finishes by itself: without a signal it holds the drain open
+//! until `SHUTDOWN_TIMEOUT` cuts it, and its client sees a broken connection instead of a clean
+//! end and a reconnect to the new instance. [`Shutdown`] is that signal: it fires the moment the
+//! server starts draining (SIGTERM, SIGINT, or the future given to
+//! [`Deployment::serve_with`](super::Deployment::serve_with)), at the same time as `/health`
+//! starts answering `draining`.
+//!
+//! Handlers get it as an extractor (the server puts it in every request's extensions) or from
+//! [`Deployment::shutdown`](super::Deployment::shutdown) for state built before serving.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::middleware::json_error;
+
+/// Fires when the server starts draining. Cheap to clone; every clone fires together.
+///
+/// Each value holds its own child token of the server's: [`Shutdown::token`] can be cancelled
+/// by the handler to end its own work early without starting a drain.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    token: CancellationToken,
+}
+
+impl Shutdown {
+    /// A signal that fires when `token` is cancelled: for an application that runs its own
+    /// server and puts `axum::Extension(Shutdown::from_token(…))` on its router.
+    pub fn from_token(token: CancellationToken) -> Self {
+        Self { token }
+    }
+
+    /// Resolves once draining has begun (at once if it already has).
+    pub async fn draining(&self) {
+        self.token.cancelled().await
+    }
+
+    /// The same as [`draining`](Self::draining), as a `'static` future that owns the signal:
+    /// for a stream or a task spawned from the handler.
+    pub fn draining_owned(self) -> WaitForCancellationFutureOwned {
+        self.token.cancelled_owned()
+    }
+
+    /// Whether draining has begun.
+    pub fn is_draining(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// A child token, cancelled when draining begins; cancelling it affects only its holders.
+    pub fn token(&self) -> CancellationToken {
+        self.token.child_token()
+    }
+}
+
+/// The rejection when a handler asks for [`Shutdown`] on a router that is not served by
+/// [`Deployment`](super::Deployment) and has no `Extension(Shutdown)` layer: a wiring mistake,
+/// answered with a JSON 500 and logged.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "no shutdown signal in the request's extensions (serve with Deployment, or add Extension(Shutdown))"
+)]
+pub struct MissingShutdown;
+
+impl IntoResponse for MissingShutdown {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "handler cannot get the shutdown signal");
+        json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Shutdown {
+    type Rejection = MissingShutdown;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Shutdown>()
+            .cloned()
+            .ok_or(MissingShutdown)
+    }
+}
