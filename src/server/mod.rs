@@ -20,8 +20,8 @@ pub mod listener;
 pub mod middleware;
 mod request_metrics;
 mod routes;
-mod tracked;
 mod shutdown;
+mod tracked;
 
 use std::future::Future;
 use std::net::SocketAddr;
