@@ -58,7 +58,9 @@ async fn a_long_poll_and_a_background_task_end_when_draining_begins() {
     }));
 
     let poll = tokio::spawn(async move {
-        reqwest::get(format!("http://127.0.0.1:{port}/poll"))
+        crate::support::reqwest_client()
+            .get(format!("http://127.0.0.1:{port}/poll"))
+            .send()
             .await
             .unwrap()
             .text()
