@@ -39,6 +39,7 @@ use base64::Engine;
 use hmac::digest::CtOutput;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -90,8 +91,10 @@ pub enum SecretError {
 /// A signing key: `whsec_` + base64 (Standard Webhooks) or raw bytes. Never printed.
 #[derive(Clone)]
 pub struct WebhookSecret {
-    raw: Vec<u8>,
-    decoded: Option<Vec<u8>>,
+    // The key bytes are wiped when the secret is dropped. (The keyed HMAC states below derive
+    // from them; `hmac` 0.12 offers no zeroizing of its state.)
+    raw: Zeroizing<Vec<u8>>,
+    decoded: Option<Zeroizing<Vec<u8>>>,
     keyed: Box<KeyedMacs>,
 }
 
@@ -115,6 +118,7 @@ impl WebhookSecret {
             Some(b64) => {
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(b64)
+                    .map(Zeroizing::new)
                     .map_err(|_| SecretError::BadBase64)?;
                 // An empty HMAC key is legal for HMAC but authenticates nothing.
                 if key.is_empty() {
@@ -124,7 +128,7 @@ impl WebhookSecret {
             }
             None => None,
         };
-        let raw = value.as_bytes().to_vec();
+        let raw = Zeroizing::new(value.as_bytes().to_vec());
         let keyed = Box::new(KeyedMacs {
             standard: new_mac(decoded.as_deref().unwrap_or(&raw)),
             github: new_mac(&raw),
