@@ -180,7 +180,7 @@ impl DatabaseUrl {
 
     /// The driver's configuration. `sslmode` and `sslrootcert` are taken out because
     /// tokio-postgres knows neither `verify-ca` nor `verify-full`: TLS is this crate's job
-    /// (see [`crate::pool`]), and the driver is told only whether to require it.
+    /// (by the pool), and the driver is told only whether to require it.
     pub fn pg_config(&self) -> tokio_postgres::Config {
         tokio_postgres::Config::from_str(&self.driver_url())
             .expect("validated in DatabaseUrl::parse")
