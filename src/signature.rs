@@ -39,7 +39,6 @@ use base64::Engine;
 use hmac::digest::CtOutput;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -91,10 +90,8 @@ pub enum SecretError {
 /// A signing key: `whsec_` + base64 (Standard Webhooks) or raw bytes. Never printed.
 #[derive(Clone)]
 pub struct WebhookSecret {
-    // The key bytes are wiped when the secret is dropped. (The keyed HMAC states below derive
-    // from them; `hmac` 0.12 offers no zeroizing of its state.)
-    raw: Zeroizing<Vec<u8>>,
-    decoded: Option<Zeroizing<Vec<u8>>>,
+    raw: Vec<u8>,
+    decoded: Option<Vec<u8>>,
     keyed: Box<KeyedMacs>,
 }
 
@@ -118,7 +115,6 @@ impl WebhookSecret {
             Some(b64) => {
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(b64)
-                    .map(Zeroizing::new)
                     .map_err(|_| SecretError::BadBase64)?;
                 // An empty HMAC key is legal for HMAC but authenticates nothing.
                 if key.is_empty() {
@@ -128,7 +124,7 @@ impl WebhookSecret {
             }
             None => None,
         };
-        let raw = Zeroizing::new(value.as_bytes().to_vec());
+        let raw = value.as_bytes().to_vec();
         let keyed = Box::new(KeyedMacs {
             standard: new_mac(decoded.as_deref().unwrap_or(&raw)),
             github: new_mac(&raw),
