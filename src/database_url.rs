@@ -180,7 +180,7 @@ impl DatabaseUrl {
 
     /// The driver's configuration. `sslmode` and `sslrootcert` are taken out because
     /// tokio-postgres knows neither `verify-ca` nor `verify-full`: TLS is this crate's job
-    /// (see [`crate::pool`]), and the driver is told only whether to require it.
+    /// (by the pool), and the driver is told only whether to require it.
     pub fn pg_config(&self) -> tokio_postgres::Config {
         tokio_postgres::Config::from_str(&self.driver_url())
             .expect("validated in DatabaseUrl::parse")
@@ -228,8 +228,9 @@ fn secrets_of(url: &Url) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(p) = url.password() {
         out.push(p.to_owned());
-        if let Ok(decoded) = percent_decode(p) {
-            out.push(decoded);
+        // Only `%` followed by two hexadecimal digits is an escape (`%+f` is not).
+        if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
+            out.push(decoded.into_owned());
         }
     }
     for (k, v) in url.query_pairs() {
@@ -240,25 +241,6 @@ fn secrets_of(url: &Url) -> Vec<String> {
     // Longest first, so that a secret containing another is replaced whole.
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out
-}
-
-fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out)
 }
 
 fn redact_url(url: &Url) -> String {
@@ -309,6 +291,16 @@ mod tests {
     use super::*;
 
     const CANARY: &str = "CanaryPw-7f3a9";
+
+    #[test]
+    fn only_a_percent_and_two_hex_digits_is_decoded_in_a_password() {
+        let url = Url::parse("postgres://app:a%41b%+fc%4@db/app").unwrap();
+        let secrets = secrets_of(&url);
+        assert!(secrets.contains(&"aAb%+fc%4".to_owned()), "{secrets:?}");
+        assert!(!secrets.iter().any(|s| s.contains('\u{f}')), "{secrets:?}");
+        let url = Url::parse("postgres://app:pw%41@db/app").unwrap();
+        assert!(secrets_of(&url).contains(&"pwA".to_owned()));
+    }
 
     #[test]
     fn every_printed_form_hides_the_password() {

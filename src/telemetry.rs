@@ -2,7 +2,7 @@
 //!
 //! Both are process-wide: a tracing subscriber and a `metrics` recorder can each be installed
 //! once per process, so [`init_logging`] and [`metrics_handle`] are idempotent and every
-//! [`crate::server::Deployment`] in a process (tests start several) shares them.
+//! `Deployment` in a process (tests start several) shares them.
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -85,53 +85,9 @@ pub(crate) fn check(root: &Node, findings: &mut Vec<Finding>) {
     // one pass so that a file with thousands of services and databases stays linear.
     let mut usage: HashMap<&str, Vec<(u64, String)>> = HashMap::new();
     for service in &resources.services {
-        if !matches!(
-            service.get("type").and_then(Node::as_str),
-            Some("web" | "pserv" | "worker")
-        ) {
+        let Some((databases, during_deploy, part)) = deploy_usage(service, &resources) else {
             continue;
-        }
-        let vars = variables(service, &resources);
-        // Connections through PgBouncer (`connectionPoolString`) do not count against the server.
-        let mut databases: Vec<&str> = vars
-            .iter()
-            .filter_map(|v| v.get("fromDatabase"))
-            .filter(|d| d.get("property").and_then(Node::as_str) != Some("connectionPoolString"))
-            .filter_map(|d| d.get("name").and_then(Node::as_str))
-            .collect();
-        databases.sort_unstable();
-        databases.dedup();
-        if databases.is_empty() {
-            continue;
-        }
-        let pool_max = vars
-            .iter()
-            .filter(|v| v.get("key").and_then(Node::as_str) == Some("DB_POOL_MAX"))
-            .find_map(|v| v.get("value"))
-            .and_then(|v| {
-                v.as_int()
-                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            })
-            .and_then(|n: i64| u64::try_from(n).ok());
-        let pool = match pool_max {
-            Some(n) => n,
-            None if runs_render_deploy(service) => {
-                auto_pool_cap(service.get("plan").and_then(Node::as_str))
-            }
-            None => continue,
         };
-        let instances = service
-            .get("scaling")
-            .and_then(|s| s.get("maxInstances"))
-            .or_else(|| service.get("numInstances"))
-            .and_then(Node::as_int)
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(1);
-        let during_deploy = instances.saturating_mul(pool).saturating_mul(2);
-        let part = format!(
-            "{}: {instances} × {pool} × 2 = {during_deploy}",
-            describe_service(service)
-        );
         for db in databases {
             usage
                 .entry(db)
@@ -146,28 +102,92 @@ pub(crate) fn check(root: &Node, findings: &mut Vec<Finding>) {
         let Some(services) = usage.get(db_name) else {
             continue;
         };
-        let plan = db.get("plan").and_then(Node::as_str);
-        let limit = connection_limit(plan);
-        // Read replicas are separate servers with their own limit; only the primary is budgeted.
-        let usable = limit.saturating_sub(RESERVED_CONNECTIONS);
-        let total = services
-            .iter()
-            .fold(0u64, |sum, (n, _)| sum.saturating_add(*n));
-        if total > usable {
-            let parts: Vec<&str> = services.iter().map(|(_, p)| p.as_str()).collect();
-            let at = db.get("plan").map_or(db.pos, |p| p.pos);
-            let plan_text = plan.map_or("the default plan".to_owned(), |p| format!("plan `{p}`"));
-            findings.push(Finding {
-                pos: at,
-                severity: Severity::Warning,
-                message: format!(
-                    "a deploy could open {total} connections to database `{}` ({}), more than the {usable} that {plan_text} leaves ({limit} minus ~{RESERVED_CONNECTIONS} reserved); lower `DB_POOL_MAX` or the instance count, or choose a larger plan",
-                    shorten(db_name),
-                    parts.join("; ")
-                ),
-            });
+        if let Some(finding) = over_budget(db, db_name, services) {
+            findings.push(finding);
         }
     }
+}
+
+/// The databases a server-type service reads, the connections it would hold during a deploy,
+/// and that figure explained; `None` for a service that holds none.
+fn deploy_usage<'a>(
+    service: &'a Node,
+    resources: &Resources<'a>,
+) -> Option<(Vec<&'a str>, u64, String)> {
+    if !matches!(
+        service.get("type").and_then(Node::as_str),
+        Some("web" | "pserv" | "worker")
+    ) {
+        return None;
+    }
+    let vars = variables(service, resources);
+    // Connections through PgBouncer (`connectionPoolString`) do not count against the server.
+    let mut databases: Vec<&str> = vars
+        .iter()
+        .filter_map(|v| v.get("fromDatabase"))
+        .filter(|d| d.get("property").and_then(Node::as_str) != Some("connectionPoolString"))
+        .filter_map(|d| d.get("name").and_then(Node::as_str))
+        .collect();
+    databases.sort_unstable();
+    databases.dedup();
+    if databases.is_empty() {
+        return None;
+    }
+    let pool_max = vars
+        .iter()
+        .filter(|v| v.get("key").and_then(Node::as_str) == Some("DB_POOL_MAX"))
+        .find_map(|v| v.get("value"))
+        .and_then(|v| {
+            v.as_int()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+        .and_then(|n: i64| u64::try_from(n).ok());
+    let pool = match pool_max {
+        Some(n) => n,
+        None if runs_render_deploy(service) => {
+            auto_pool_cap(service.get("plan").and_then(Node::as_str))
+        }
+        None => return None,
+    };
+    let instances = service
+        .get("scaling")
+        .and_then(|s| s.get("maxInstances"))
+        .or_else(|| service.get("numInstances"))
+        .and_then(Node::as_int)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(1);
+    let during_deploy = instances.saturating_mul(pool).saturating_mul(2);
+    let part = format!(
+        "{}: {instances} × {pool} × 2 = {during_deploy}",
+        describe_service(service)
+    );
+    Some((databases, during_deploy, part))
+}
+
+/// A warning when the services reading `db` could open more connections than its plan allows.
+fn over_budget(db: &Node, db_name: &str, services: &[(u64, String)]) -> Option<Finding> {
+    let plan = db.get("plan").and_then(Node::as_str);
+    let limit = connection_limit(plan);
+    // Read replicas are separate servers with their own limit; only the primary is budgeted.
+    let usable = limit.saturating_sub(RESERVED_CONNECTIONS);
+    let total = services
+        .iter()
+        .fold(0u64, |sum, (n, _)| sum.saturating_add(*n));
+    if total <= usable {
+        return None;
+    }
+    let parts: Vec<&str> = services.iter().map(|(_, p)| p.as_str()).collect();
+    let at = db.get("plan").map_or(db.pos, |p| p.pos);
+    let plan_text = plan.map_or("the default plan".to_owned(), |p| format!("plan `{p}`"));
+    Some(Finding {
+        pos: at,
+        severity: Severity::Warning,
+        message: format!(
+            "a deploy could open {total} connections to database `{}` ({}), more than the {usable} that {plan_text} leaves ({limit} minus ~{RESERVED_CONNECTIONS} reserved); lower `DB_POOL_MAX` or the instance count, or choose a larger plan",
+            shorten(db_name),
+            parts.join("; ")
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -143,104 +143,147 @@ pub(crate) fn check(root: &Node, findings: &mut Vec<Finding>) {
     unique_names(&resources.databases, "database", &mut error);
     unique_names(&resources.groups, "environment group", &mut error);
 
-    let mut databases: Vec<&str> = resources
-        .databases
-        .iter()
-        .filter_map(|d| name_of(d))
-        .collect();
-    // A read replica can be read from like its primary.
-    for db in &resources.databases {
-        databases.extend(items(db.get("readReplicas")).filter_map(name_of));
-    }
-    let groups: Vec<&str> = resources.groups.iter().filter_map(|g| name_of(g)).collect();
-    let database_set: HashSet<&str> = databases.iter().copied().collect();
-    let group_set: HashSet<&str> = groups.iter().copied().collect();
-
+    let names = Names::of(&resources);
     for service in &resources.services {
         let what = describe_service(service);
-        for var in items(service.get("envVars")) {
-            if let Some(name) = var.get("fromDatabase").and_then(|d| d.get("name"))
-                && let Some(text) = name.as_str()
-                && !database_set.contains(text)
-            {
-                error(name.pos, unknown_reference("database", text, &databases));
-            }
-            if let Some(group) = var.get("fromGroup")
-                && let Some(text) = group.as_str()
-                && !group_set.contains(text)
+        references(service, &names, &mut error);
+        health_check_path(service, &what, &mut error);
+        scaling_bounds(service, &mut error);
+        if runs_render_deploy(service) {
+            render_deploy_variables(service, &what, &resources, &mut error);
+        }
+    }
+    secrets_written_in_the_file(&resources, findings);
+}
+
+/// The names a `fromDatabase` or `fromGroup` may refer to.
+struct Names<'a> {
+    databases: Vec<&'a str>,
+    groups: Vec<&'a str>,
+    database_set: HashSet<&'a str>,
+    group_set: HashSet<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn of(resources: &Resources<'a>) -> Self {
+        let mut databases: Vec<&str> = resources
+            .databases
+            .iter()
+            .filter_map(|d| name_of(d))
+            .collect();
+        // A read replica can be read from like its primary.
+        for db in &resources.databases {
+            databases.extend(items(db.get("readReplicas")).filter_map(name_of));
+        }
+        let groups: Vec<&str> = resources.groups.iter().filter_map(|g| name_of(g)).collect();
+        Self {
+            database_set: databases.iter().copied().collect(),
+            group_set: groups.iter().copied().collect(),
+            databases,
+            groups,
+        }
+    }
+}
+
+/// Each `fromDatabase` and `fromGroup` names a database or group the file declares.
+fn references(service: &Node, names: &Names<'_>, error: &mut impl FnMut(Pos, String)) {
+    for var in items(service.get("envVars")) {
+        if let Some(name) = var.get("fromDatabase").and_then(|d| d.get("name"))
+            && let Some(text) = name.as_str()
+            && !names.database_set.contains(text)
+        {
+            error(
+                name.pos,
+                unknown_reference("database", text, &names.databases),
+            );
+        }
+        if let Some(group) = var.get("fromGroup")
+            && let Some(text) = group.as_str()
+            && !names.group_set.contains(text)
+        {
+            error(
+                group.pos,
+                unknown_reference("environment group", text, &names.groups),
+            );
+        }
+    }
+}
+
+/// A web service has a `healthCheckPath`, and it starts with `/`.
+fn health_check_path(service: &Node, what: &str, error: &mut impl FnMut(Pos, String)) {
+    let is_web = service.get("type").and_then(Node::as_str) == Some("web")
+        && runtime_of(service) != Some("static");
+    match service.get("healthCheckPath") {
+        None if is_web => error(
+            service.pos,
+            format!(
+                "{what} has no `healthCheckPath`: without one Render sends traffic to a new instance as soon as its port opens, healthy or not (add e.g. `healthCheckPath: /health`)"
+            ),
+        ),
+        Some(path) => {
+            if let Some(text) = path.as_str()
+                && !text.starts_with('/')
             {
                 error(
-                    group.pos,
-                    unknown_reference("environment group", text, &groups),
+                    path.pos,
+                    format!(
+                        "`healthCheckPath` must start with `/` (found `{}`)",
+                        shorten(text)
+                    ),
                 );
             }
         }
+        None => {}
+    }
+}
 
-        let is_web = service.get("type").and_then(Node::as_str) == Some("web")
-            && runtime_of(service) != Some("static");
-        match service.get("healthCheckPath") {
-            None if is_web => error(
-                service.pos,
-                format!(
-                    "{what} has no `healthCheckPath`: without one Render sends traffic to a new instance as soon as its port opens, healthy or not (add e.g. `healthCheckPath: /health`)"
-                ),
-            ),
-            Some(path) => {
-                if let Some(text) = path.as_str()
-                    && !text.starts_with('/')
-                {
-                    error(
-                        path.pos,
-                        format!(
-                            "`healthCheckPath` must start with `/` (found `{}`)",
-                            shorten(text)
-                        ),
-                    );
-                }
-            }
-            None => {}
+/// `scaling.minInstances` is at most `scaling.maxInstances`.
+fn scaling_bounds(service: &Node, error: &mut impl FnMut(Pos, String)) {
+    if let Some(scaling) = service.get("scaling")
+        && let (Some(min), Some(max)) = (
+            scaling.get("minInstances").and_then(Node::as_int),
+            scaling.get("maxInstances").and_then(Node::as_int),
+        )
+        && min > max
+    {
+        error(
+            scaling.pos,
+            format!("`scaling.minInstances` ({min}) is larger than `scaling.maxInstances` ({max})"),
+        );
+    }
+}
+
+/// A service running render-deploy declares every variable the service requires.
+fn render_deploy_variables(
+    service: &Node,
+    what: &str,
+    resources: &Resources<'_>,
+    error: &mut impl FnMut(Pos, String),
+) {
+    let vars = variables(service, resources);
+    let declared = |key: &str| {
+        vars.iter()
+            .any(|v| v.get("key").and_then(Node::as_str) == Some(key) && provides_value(v))
+    };
+    let at = service.entry("envVars").map_or(service.pos, |e| e.key_pos);
+    for required in crate::schema::builtin_required_variables() {
+        // Render sets PORT itself; FLASK_ENV is accepted for APP_ENV (contract §3).
+        if required == "PORT" || (required == "APP_ENV" && declared("FLASK_ENV")) {
+            continue;
         }
-
-        if let Some(scaling) = service.get("scaling")
-            && let (Some(min), Some(max)) = (
-                scaling.get("minInstances").and_then(Node::as_int),
-                scaling.get("maxInstances").and_then(Node::as_int),
-            )
-            && min > max
-        {
+        if !declared(required) {
             error(
-                scaling.pos,
+                at,
                 format!(
-                    "`scaling.minInstances` ({min}) is larger than `scaling.maxInstances` ({max})"
+                    "{what} runs render-deploy but does not declare `{required}`: set a `value`, mark it `sync: false` to enter it in the Dashboard, or take it from a group or `fromDatabase`"
                 ),
             );
         }
-
-        if runs_render_deploy(service) {
-            let vars = variables(service, &resources);
-            let declared = |key: &str| {
-                vars.iter()
-                    .any(|v| v.get("key").and_then(Node::as_str) == Some(key) && provides_value(v))
-            };
-            let at = service.entry("envVars").map_or(service.pos, |e| e.key_pos);
-            for required in crate::schema::builtin_required_variables() {
-                // Render sets PORT itself; FLASK_ENV is accepted for APP_ENV (contract §3).
-                if required == "PORT" || (required == "APP_ENV" && declared("FLASK_ENV")) {
-                    continue;
-                }
-                if !declared(required) {
-                    error(
-                        at,
-                        format!(
-                            "{what} runs render-deploy but does not declare `{required}`: set a `value`, mark it `sync: false` to enter it in the Dashboard, or take it from a group or `fromDatabase`"
-                        ),
-                    );
-                }
-            }
-        }
     }
+}
 
-    // Secrets written in the file end up in git history; they belong in the Dashboard.
+/// Secrets written in the file end up in git history; they belong in the Dashboard.
+fn secrets_written_in_the_file(resources: &Resources<'_>, findings: &mut Vec<Finding>) {
     let all_vars = resources
         .services
         .iter()

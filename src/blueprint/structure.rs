@@ -85,49 +85,11 @@ impl Structure<'_> {
 
     fn value(&mut self, name: &str, node: &Node, ty: Ty) {
         match ty {
-            Ty::Str => {
-                if node.as_str().is_none() {
-                    self.error(
-                        node.pos,
-                        format!("`{name}` must be a string, found {}", node.describe()),
-                    );
-                }
-            }
-            Ty::Bool => {
-                if node.as_bool().is_none() {
-                    self.error(
-                        node.pos,
-                        format!("`{name}` must be `true` or `false`, found {}", node.describe()),
-                    );
-                }
-            }
+            Ty::Str | Ty::Bool | Ty::StrOrNum => self.scalar(name, node, ty),
             Ty::Int { min, max } => self.int(name, node, min, max),
-            Ty::StrOrNum => {
-                if !matches!(
-                    node.kind,
-                    Kind::Scalar(_, Scalar::Str(_) | Scalar::Int(_) | Scalar::Float(_))
-                ) {
-                    self.error(
-                        node.pos,
-                        format!("`{name}` must be a string or a number, found {}", node.describe()),
-                    );
-                }
-            }
             Ty::Enum(label, values) => self.enumeration(name, label, values, node),
             Ty::Obj(obj) => self.object(node, obj, &format!("`{name}`"), &[]),
-            Ty::Named(label, obj) => {
-                let what = match node.get("name").and_then(Node::as_str) {
-                    Some(n) => format!("{label} `{}`", shorten(n)),
-                    None => label.to_owned(),
-                };
-                self.object(node, obj, &what, &[]);
-                if std::ptr::eq(obj, &BUILD_SOURCE)
-                    && node.as_map().is_some()
-                    && node.get("git").is_some() == node.get("image").is_some()
-                {
-                    self.error(node.pos, format!("{what} needs exactly one of `git` or `image`"));
-                }
-            }
+            Ty::Named(label, obj) => self.named_object(node, label, obj),
             Ty::Arr(item) => match node.as_seq() {
                 Some(items) => {
                     for i in items {
@@ -145,32 +107,76 @@ impl Structure<'_> {
                 let what = env_var_label(node);
                 self.object(node, &ENV_VALUE, &what, &[]);
             }
-            Ty::DiskSize => {
-                self.int(name, node, 1, None);
-                if let Some(size) = node.as_int()
-                    && size > 1
-                    && size % 5 != 0
-                {
-                    self.error(
-                        node.pos,
-                        format!("`{name}` must be 1 or a multiple of 5 (found {size})"),
-                    );
-                }
-            }
-            Ty::Schedule => match node.as_str() {
-                Some(s) if s.split_whitespace().count() == 5 => {}
-                Some(s) => self.error(
-                    node.pos,
-                    format!(
-                        "`{name}` must be a cron expression of five fields (minute hour day month weekday), found `{}`",
-                        shorten(s)
-                    ),
+            Ty::DiskSize => self.disk_size(name, node),
+            Ty::Schedule => self.schedule(name, node),
+        }
+    }
+
+    /// A string, a boolean, or a string or number.
+    fn scalar(&mut self, name: &str, node: &Node, ty: Ty) {
+        let (fits, expected) = match ty {
+            Ty::Bool => (node.as_bool().is_some(), "`true` or `false`"),
+            Ty::StrOrNum => (
+                matches!(
+                    node.kind,
+                    Kind::Scalar(_, Scalar::Str(_) | Scalar::Int(_) | Scalar::Float(_))
                 ),
-                None => self.error(
-                    node.pos,
-                    format!("`{name}` must be a string, found {}", node.describe()),
+                "a string or a number",
+            ),
+            _ => (node.as_str().is_some(), "a string"),
+        };
+        if !fits {
+            self.error(
+                node.pos,
+                format!("`{name}` must be {expected}, found {}", node.describe()),
+            );
+        }
+    }
+
+    /// An object named by its `name` in messages; a build source has `git` or `image`.
+    fn named_object(&mut self, node: &Node, label: &str, obj: &Obj) {
+        let what = named(node.get("name").and_then(Node::as_str), label);
+        self.object(node, obj, &what, &[]);
+        if std::ptr::eq(obj, &BUILD_SOURCE)
+            && node.as_map().is_some()
+            && node.get("git").is_some() == node.get("image").is_some()
+        {
+            self.error(
+                node.pos,
+                format!("{what} needs exactly one of `git` or `image`"),
+            );
+        }
+    }
+
+    /// `diskSizeGB`: 1 or a multiple of 5.
+    fn disk_size(&mut self, name: &str, node: &Node) {
+        self.int(name, node, 1, None);
+        if let Some(size) = node.as_int()
+            && size > 1
+            && size % 5 != 0
+        {
+            self.error(
+                node.pos,
+                format!("`{name}` must be 1 or a multiple of 5 (found {size})"),
+            );
+        }
+    }
+
+    /// A cron expression of five fields.
+    fn schedule(&mut self, name: &str, node: &Node) {
+        match node.as_str() {
+            Some(s) if s.split_whitespace().count() == 5 => {}
+            Some(s) => self.error(
+                node.pos,
+                format!(
+                    "`{name}` must be a cron expression of five fields (minute hour day month weekday), found `{}`",
+                    shorten(s)
                 ),
-            },
+            ),
+            None => self.error(
+                node.pos,
+                format!("`{name}` must be a string, found {}", node.describe()),
+            ),
         }
     }
 
@@ -239,16 +245,12 @@ impl Structure<'_> {
             return;
         }
         let name = node.get("name").and_then(Node::as_str);
-        let named = |label: &str| match name {
-            Some(n) => format!("{label} `{}`", shorten(n)),
-            None => label.to_owned(),
-        };
         let Some(type_node) = node.get("type") else {
             self.error(
                 node.pos,
                 format!(
                     "{} has no `type` (web, pserv, worker, cron, keyvalue or workflow)",
-                    named("service")
+                    named(name, "service")
                 ),
             );
             return;
@@ -259,51 +261,8 @@ impl Structure<'_> {
             .get("runtime")
             .or(env.map(|e| &e.value))
             .and_then(Node::as_str);
-        let (obj, what): (&Obj, String) = match type_node.as_str() {
-            Some("web") if runtime == Some("static") => (&STATIC, named("static site")),
-            Some("web") => (&SERVER, named("web service")),
-            Some("pserv") => (&SERVER, named("private service")),
-            Some("worker") => (&SERVER, named("background worker")),
-            Some("cron") => (&CRON, named("cron job")),
-            Some("keyvalue") => (&KEY_VALUE, named("Key Value instance")),
-            Some("redis") => {
-                self.push(
-                    type_node.pos,
-                    Severity::Warning,
-                    "`type: redis` is a deprecated alias; use `type: keyvalue`".into(),
-                );
-                (&KEY_VALUE, named("Key Value instance"))
-            }
-            Some("workflow") => (&WORKFLOW, named("workflow")),
-            Some("static") => {
-                self.error(
-                    type_node.pos,
-                    "`static` is not a service type; a static site is `type: web` with `runtime: static`".into(),
-                );
-                return;
-            }
-            Some(other) => {
-                let types = ["web", "pserv", "worker", "cron", "keyvalue", "workflow"];
-                let hint = suggest(other, &types)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                self.error(
-                    type_node.pos,
-                    format!(
-                        "`{}` is not a service type Render knows (expected {}){hint}",
-                        shorten(other),
-                        one_of(&types)
-                    ),
-                );
-                return;
-            }
-            None => {
-                self.error(
-                    type_node.pos,
-                    format!("`type` must be a string, found {}", type_node.describe()),
-                );
-                return;
-            }
+        let Some((obj, what)) = self.service_type(type_node, runtime, name) else {
+            return;
         };
         let mut skip: Vec<&str> = Vec::new();
         if let Some(env) = env {
@@ -329,6 +288,63 @@ impl Structure<'_> {
         self.object(node, obj, &what, &skip);
     }
 
+    /// The table of a service's `type` (and runtime), and how messages name the service;
+    /// `None` after a finding when the type is not one Render knows.
+    fn service_type(
+        &mut self,
+        type_node: &Node,
+        runtime: Option<&str>,
+        name: Option<&str>,
+    ) -> Option<(&'static Obj, String)> {
+        let found: (&'static Obj, &str) = match type_node.as_str() {
+            Some("web") if runtime == Some("static") => (&STATIC, "static site"),
+            Some("web") => (&SERVER, "web service"),
+            Some("pserv") => (&SERVER, "private service"),
+            Some("worker") => (&SERVER, "background worker"),
+            Some("cron") => (&CRON, "cron job"),
+            Some("keyvalue") => (&KEY_VALUE, "Key Value instance"),
+            Some("redis") => {
+                self.push(
+                    type_node.pos,
+                    Severity::Warning,
+                    "`type: redis` is a deprecated alias; use `type: keyvalue`".into(),
+                );
+                (&KEY_VALUE, "Key Value instance")
+            }
+            Some("workflow") => (&WORKFLOW, "workflow"),
+            Some("static") => {
+                self.error(
+                    type_node.pos,
+                    "`static` is not a service type; a static site is `type: web` with `runtime: static`".into(),
+                );
+                return None;
+            }
+            Some(other) => {
+                let types = ["web", "pserv", "worker", "cron", "keyvalue", "workflow"];
+                let hint = suggest(other, &types)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                self.error(
+                    type_node.pos,
+                    format!(
+                        "`{}` is not a service type Render knows (expected {}){hint}",
+                        shorten(other),
+                        one_of(&types)
+                    ),
+                );
+                return None;
+            }
+            None => {
+                self.error(
+                    type_node.pos,
+                    format!("`type` must be a string, found {}", type_node.describe()),
+                );
+                return None;
+            }
+        };
+        Some((found.0, named(name, found.1)))
+    }
+
     fn env_var(&mut self, node: &Node) {
         let what = env_var_label(node);
         let obj = if node.get("fromDatabase").is_some() {
@@ -341,6 +357,14 @@ impl Structure<'_> {
             &ENV_VALUE
         };
         self.object(node, obj, &what, &[]);
+    }
+}
+
+/// "web service `api`", or "web service" for one without a name.
+fn named(name: Option<&str>, label: &str) -> String {
+    match name {
+        Some(n) => format!("{label} `{}`", shorten(n)),
+        None => label.to_owned(),
     }
 }
 

@@ -312,89 +312,7 @@ impl Builder {
         let mut parser = Parser::new_from_str(source);
         while let Some(event) = parser.next_event() {
             let (event, span) = event.map_err(|e| syntax_error(source, &e))?;
-            let pos = Pos::of(&span);
-            match event {
-                Event::DocumentStart(_) => {
-                    self.documents += 1;
-                    if self.documents > 1 {
-                        return Err(YamlError {
-                            pos,
-                            message: "a Blueprint is one YAML document; found a second one (`---`)"
-                                .into(),
-                        });
-                    }
-                }
-                Event::Scalar(text, style, anchor, tag) => {
-                    let verbatim = style != ScalarStyle::Plain
-                        || tag
-                            .as_ref()
-                            .is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "str");
-                    let value = if verbatim {
-                        Scalar::Str(text.to_string())
-                    } else {
-                        resolve(&text)
-                    };
-                    let node = Node {
-                        pos,
-                        kind: Kind::Scalar(text.into_owned(), value),
-                    };
-                    self.finish(node, anchor)?;
-                }
-                Event::Alias(id) => {
-                    let node = self.anchors.get(&id).cloned().ok_or_else(|| YamlError {
-                        pos,
-                        message: "alias to an unknown anchor".into(),
-                    })?;
-                    self.count(node.size(), pos)?;
-                    // The alias is reported where it is used, not where its anchor was defined.
-                    let node = Node { pos, ..node };
-                    self.finish(node, 0)?;
-                }
-                Event::SequenceStart(anchor, _) => {
-                    self.open(pos)?;
-                    self.stack.push(Frame::Seq {
-                        pos,
-                        anchor,
-                        items: Vec::new(),
-                    });
-                }
-                Event::MappingStart(anchor, _) => {
-                    self.open(pos)?;
-                    self.stack.push(Frame::Map {
-                        pos,
-                        anchor,
-                        entries: Vec::new(),
-                        key: None,
-                        seen: HashMap::new(),
-                    });
-                }
-                Event::SequenceEnd | Event::MappingEnd => {
-                    let (node, anchor) = match self.stack.pop() {
-                        Some(Frame::Seq { pos, anchor, items }) => (
-                            Node {
-                                pos,
-                                kind: Kind::Seq(items),
-                            },
-                            anchor,
-                        ),
-                        Some(Frame::Map {
-                            pos,
-                            anchor,
-                            entries,
-                            ..
-                        }) => (
-                            Node {
-                                pos,
-                                kind: Kind::Map(merge_keys(entries)),
-                            },
-                            anchor,
-                        ),
-                        None => continue,
-                    };
-                    self.finish(node, anchor)?;
-                }
-                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
-            }
+            self.on_event(event, Pos::of(&span))?;
         }
         let root = self.root.ok_or(YamlError {
             pos: Pos::START,
@@ -404,6 +322,96 @@ impl Builder {
             root,
             problems: self.problems,
         })
+    }
+
+    /// One parser event: a node finished, a collection opened or closed.
+    fn on_event(&mut self, event: Event<'_>, pos: Pos) -> Result<(), YamlError> {
+        match event {
+            Event::DocumentStart(_) => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(YamlError {
+                        pos,
+                        message: "a Blueprint is one YAML document; found a second one (`---`)"
+                            .into(),
+                    });
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let verbatim = style != ScalarStyle::Plain
+                    || tag
+                        .as_ref()
+                        .is_some_and(|t| t.is_yaml_core_schema() && t.suffix == "str");
+                let value = if verbatim {
+                    Scalar::Str(text.to_string())
+                } else {
+                    resolve(&text)
+                };
+                let node = Node {
+                    pos,
+                    kind: Kind::Scalar(text.into_owned(), value),
+                };
+                self.finish(node, anchor)?;
+            }
+            Event::Alias(id) => {
+                let node = self.anchors.get(&id).cloned().ok_or_else(|| YamlError {
+                    pos,
+                    message: "alias to an unknown anchor".into(),
+                })?;
+                self.count(node.size(), pos)?;
+                // The alias is reported where it is used, not where its anchor was defined.
+                let node = Node { pos, ..node };
+                self.finish(node, 0)?;
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.open(pos)?;
+                self.stack.push(Frame::Seq {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                self.open(pos)?;
+                self.stack.push(Frame::Map {
+                    pos,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                    seen: HashMap::new(),
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.close()?,
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+        }
+        Ok(())
+    }
+
+    /// The innermost open collection, finished.
+    fn close(&mut self) -> Result<(), YamlError> {
+        let (node, anchor) = match self.stack.pop() {
+            Some(Frame::Seq { pos, anchor, items }) => (
+                Node {
+                    pos,
+                    kind: Kind::Seq(items),
+                },
+                anchor,
+            ),
+            Some(Frame::Map {
+                pos,
+                anchor,
+                entries,
+                ..
+            }) => (
+                Node {
+                    pos,
+                    kind: Kind::Map(merge_keys(entries)),
+                },
+                anchor,
+            ),
+            None => return Ok(()),
+        };
+        self.finish(node, anchor)
     }
 
     fn open(&self, pos: Pos) -> Result<(), YamlError> {

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::deploy_output::{EXIT_REFUSED, Printer, exit_code, hook_json};
+use super::deploy_output::{EXIT_REFUSED, Format, Printer, exit_code, hook_json};
 use super::{EXIT_CONFIG, EXIT_UNAVAILABLE};
 use crate::config::{DeploySettings, Env};
 use crate::rehearse::parse_duration;
@@ -56,15 +56,6 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-}
-
-/// Output format of `deploy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// A line per status change (in place on a terminal) and a summary line.
-    Text,
-    /// One JSON object at the end (§9's fields).
-    Json,
 }
 
 /// Where the deploy goes: the API, or the deploy hook when there is no API key.

@@ -7,9 +7,17 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::EXIT_UNAVAILABLE;
-use super::deploy::Format;
 use crate::render_api::ApiError;
 use crate::render_api::deploy::{Event, Report, RollbackEnd, Verdict};
+
+/// Output format of `deploy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A line per status change (in place on a terminal) and a summary line.
+    Text,
+    /// One JSON object at the end (§9's fields).
+    Json,
+}
 
 /// Not finished within `--timeout` (`EX_TEMPFAIL`).
 pub const EXIT_TIMEOUT: u8 = 75;

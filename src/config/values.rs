@@ -127,13 +127,7 @@ impl Values {
     /// default. `None` when it is invalid or missing (then the report has a problem for it).
     pub(crate) fn require<T: FromParsed>(&mut self, name: &'static str) -> Option<T> {
         let value = self.take(name);
-        if value.is_none() && !self.report.problems.iter().any(|p| p.var == name) {
-            self.disagree(
-                name,
-                "the code needs a value: the schema must require it or give a default".into(),
-            );
-        }
-        value
+        self.needed(name, value)
     }
 
     /// A word of an `enum` variable, as its `FromStr` type.
@@ -152,6 +146,11 @@ impl Values {
     /// A required-or-defaulted word.
     pub(crate) fn require_word<T: FromStr>(&mut self, name: &'static str) -> Option<T> {
         let value = self.word(name);
+        self.needed(name, value)
+    }
+
+    /// `value`, and a disagreement when it is missing without a problem that says why.
+    fn needed<T>(&mut self, name: &str, value: Option<T>) -> Option<T> {
         if value.is_none() && !self.report.problems.iter().any(|p| p.var == name) {
             self.disagree(
                 name,

@@ -341,77 +341,88 @@ fn lanes_chart(out: &mut String, r: &Rehearsal, x: &Axis) {
             y0 + h / 2.0 + 4.0,
             esc(&i.name)
         );
-        let end = i.exit.map_or(r.ended, |(at, _)| at);
-        let healthy = i.healthy_after.map(|h| i.started_at + h);
-        let bar = |out: &mut String, from: Duration, to: Duration, fill: &str, tip: &str| {
-            if to > from {
-                let _ = write!(
-                    out,
-                    r#"<rect x="{:.1}" y="{y0:.1}" width="{:.1}" height="{h}" fill="{fill}"><title>{}: {tip}</title></rect>"#,
-                    x.px(from),
-                    (x.px(to) - x.px(from)).max(1.0),
-                    esc(&i.name)
-                );
-            }
-        };
-        // Starting (grey) until healthy, then idle-healthy (light), in rotation (its colour),
-        // stopping after SIGTERM (orange).
-        let healthy_at = healthy.unwrap_or(end).min(end);
-        bar(out, i.started_at, healthy_at, "#cfcfcf", "starting");
-        let routed_from = i.routed_from.unwrap_or(end).max(healthy_at).min(end);
-        let stop_at = i.sigterm_at.unwrap_or(end).min(end);
-        bar(
-            out,
-            healthy_at,
-            routed_from.min(stop_at),
-            "#e8e8e8",
-            "healthy, not in rotation",
-        );
-        let routed_until = i.routed_until.unwrap_or(stop_at).min(stop_at);
-        bar(
-            out,
-            routed_from,
-            routed_until,
-            colour(r, &i.name),
-            "in rotation",
-        );
-        bar(
-            out,
-            routed_until,
-            stop_at,
-            "#e8e8e8",
-            "out of rotation, finishing",
-        );
-        bar(out, stop_at, end, "#f28e2b", "stopping after SIGTERM");
-        if let Some(t) = i.sigterm_at {
-            marker(out, x.px(t), y0, h, "#b35900", "SIGTERM");
-        }
-        if let Some(t) = i.sigkill_at {
-            marker(out, x.px(t), y0, h, FAILED, "SIGKILL");
-        }
-        let mut verdict = match i.exit {
-            Some(_) if i.needed_sigkill() => "SIGKILLed".to_owned(),
-            Some((_, how)) => how.to_string(),
-            None => "still running".to_owned(),
-        };
-        if i.healthy_after.is_none() {
-            verdict.insert_str(0, "never healthy, ");
-        }
-        let _ = write!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}"{}>{}</text>"#,
-            x.px(end) + 5.0,
-            y0 + h / 2.0 + 4.0,
-            if i.needed_sigkill() || i.exited_on_its_own() {
-                format!(r#" style="fill:{FAILED};font-weight:600""#)
-            } else {
-                String::new()
-            },
-            esc(&verdict)
-        );
+        instance_lane(out, r, x, i, y0, h);
     }
     axis_frame(out, top, bottom);
     out.push_str("</svg>");
+}
+
+/// One instance's lane: its phases as bars, SIGTERM and SIGKILL marks, and how it ended.
+fn instance_lane(out: &mut String, r: &Rehearsal, x: &Axis, i: &InstanceReport, y0: f64, h: f64) {
+    let end = i.exit.map_or(r.ended, |(at, _)| at);
+    let healthy = i.healthy_after.map(|h| i.started_at + h);
+    let bar = |out: &mut String, from: Duration, to: Duration, fill: &str, tip: &str| {
+        if to > from {
+            let _ = write!(
+                out,
+                r#"<rect x="{:.1}" y="{y0:.1}" width="{:.1}" height="{h}" fill="{fill}"><title>{}: {tip}</title></rect>"#,
+                x.px(from),
+                (x.px(to) - x.px(from)).max(1.0),
+                esc(&i.name)
+            );
+        }
+    };
+    // Starting (grey) until healthy, then idle-healthy (light), in rotation (its colour),
+    // stopping after SIGTERM (orange).
+    let healthy_at = healthy.unwrap_or(end).min(end);
+    bar(out, i.started_at, healthy_at, "#cfcfcf", "starting");
+    let routed_from = i.routed_from.unwrap_or(end).max(healthy_at).min(end);
+    let stop_at = i.sigterm_at.unwrap_or(end).min(end);
+    bar(
+        out,
+        healthy_at,
+        routed_from.min(stop_at),
+        "#e8e8e8",
+        "healthy, not in rotation",
+    );
+    let routed_until = i.routed_until.unwrap_or(stop_at).min(stop_at);
+    bar(
+        out,
+        routed_from,
+        routed_until,
+        colour(r, &i.name),
+        "in rotation",
+    );
+    bar(
+        out,
+        routed_until,
+        stop_at,
+        "#e8e8e8",
+        "out of rotation, finishing",
+    );
+    bar(out, stop_at, end, "#f28e2b", "stopping after SIGTERM");
+    if let Some(t) = i.sigterm_at {
+        marker(out, x.px(t), y0, h, "#b35900", "SIGTERM");
+    }
+    if let Some(t) = i.sigkill_at {
+        marker(out, x.px(t), y0, h, FAILED, "SIGKILL");
+    }
+    lane_verdict(out, x, i, end, y0, h);
+}
+
+/// How the instance ended, written after its lane (in red when it needed SIGKILL or exited on
+/// its own).
+fn lane_verdict(out: &mut String, x: &Axis, i: &InstanceReport, end: Duration, y0: f64, h: f64) {
+    let mut verdict = match i.exit {
+        Some(_) if i.needed_sigkill() => "SIGKILLed".to_owned(),
+        Some((_, how)) => how.to_string(),
+        None => "still running".to_owned(),
+    };
+    if i.healthy_after.is_none() {
+        verdict.insert_str(0, "never healthy, ");
+    }
+    let _ = write!(
+        out,
+        r#"<text x="{:.1}" y="{:.1}"{}>{}</text>"#,
+        x.px(end) + 5.0,
+        y0 + h / 2.0 + 4.0,
+        if i.needed_sigkill() || i.exited_on_its_own() {
+            format!(r#" style="fill:{FAILED};font-weight:600""#)
+        } else {
+            String::new()
+        },
+        esc(&verdict)
+    );
 }
 
 pub(super) fn marker(out: &mut String, px: f64, y0: f64, h: f64, colour: &str, tip: &str) {

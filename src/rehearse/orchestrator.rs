@@ -16,6 +16,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
+
 use super::connections::Sampler;
 use super::database::Database;
 use super::instance::{Instance, Launch, free_port};
@@ -278,7 +280,7 @@ impl Run<'_> {
             self.olds.push(t);
         }
         let epoch = self.timeline.epoch;
-        let healthy = futures_join_all(self.olds.iter().map(|t| {
+        let healthy = join_all(self.olds.iter().map(|t| {
             t.instance.wait_healthy(
                 &options.health_path,
                 options.probe_interval,
@@ -371,7 +373,7 @@ impl Run<'_> {
             .filter(|t| t.instance.exit().is_none())
             .collect();
         let stopping = running.iter_mut().map(|t| stop(t, delay, timeline, true));
-        futures_join_all(stopping).await;
+        join_all(stopping).await;
         for t in self.olds.iter_mut().chain(self.news.iter_mut()) {
             if t.report.exit.is_none()
                 && let Some(exit) = t.instance.exit()
@@ -448,30 +450,4 @@ async fn stop(t: &mut Tracked, shutdown_delay: Duration, timeline: &Timeline, at
         }
     };
     t.report.exit = Some((timeline.now(), exit));
-}
-
-/// Awaits every future, concurrently, and returns their outputs in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (fut, out) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *out = Some(v),
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }

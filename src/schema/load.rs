@@ -144,75 +144,14 @@ impl Schema {
 
 /// Turns a table into a rule, checking that it makes sense.
 fn build_rule(name: String, raw: RawRule) -> Result<Rule, String> {
-    let valid_name = |n: &str| {
-        !n.is_empty()
-            && !n.starts_with(|c: char| c.is_ascii_digit())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    if !valid_name(&name) {
-        return Err("is not a valid variable name (letters, digits and _)".into());
-    }
-    if let Some(bad) = raw.aliases.iter().find(|a| !valid_name(a)) {
-        return Err(format!("alias {bad:?} is not a valid variable name"));
-    }
-    let kind = raw.kind;
-    if kind == Kind::Enum && raw.values.is_empty() {
-        return Err("kind \"enum\" needs a non-empty `values` list".into());
-    }
-    if kind == Kind::Regex && raw.pattern.is_none() {
-        return Err("kind \"regex\" needs a `pattern`".into());
-    }
-    let numeric = matches!(kind, Kind::Integer | Kind::Port);
-    if !numeric && (raw.min.is_some() || raw.max.is_some() || !raw.reserved.is_empty()) {
-        return Err(format!(
-            "`min`, `max` and `reserved` apply to kinds \"integer\" and \"port\", not \"{}\"",
-            kind.name()
-        ));
-    }
-    if let (Some(lo), Some(hi)) = (raw.min, raw.max)
-        && lo > hi
-    {
-        return Err(format!("min {lo} is greater than max {hi}"));
-    }
-    if let (Some(lo), Some(hi)) = (raw.min_length, raw.max_length)
-        && lo > hi
-    {
-        return Err(format!("min_length {lo} is greater than max_length {hi}"));
-    }
-    let pattern = match raw.pattern {
-        Some(p) => {
-            // The pattern is compiled alone first so that the error points into what the
-            // user wrote; the regex crate's message spans lines, its last one says why.
-            let bad = |e: regex::Error| {
-                let e = e.to_string();
-                let why = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                format!(
-                    "`pattern` is not a valid regular expression: {}",
-                    why.trim().trim_start_matches("error: ")
-                )
-            };
-            regex::Regex::new(&p).map_err(bad)?;
-            Some(regex::Regex::new(&format!("^(?:{p})$")).map_err(bad)?)
-        }
-        None => None,
-    };
-    let scalar = |key: &str, v: Option<toml::Value>| -> Result<Option<String>, String> {
-        match v {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(toml::Value::Integer(n)) => Ok(Some(n.to_string())),
-            Some(toml::Value::Boolean(b)) => Ok(Some(b.to_string())),
-            Some(other) => Err(format!(
-                "`{key}` must be a string, an integer or a boolean, not {}",
-                other.type_str()
-            )),
-        }
-    };
+    check_names(&name, &raw.aliases)?;
+    check_keys_fit_the_kind(&raw)?;
+    let pattern = raw.pattern.as_deref().map(compile_pattern).transpose()?;
     let rule = Rule {
         required: raw.required,
         dev_required: raw.dev_required.unwrap_or(raw.required),
         secret: raw.secret,
-        kind,
+        kind: raw.kind,
         aliases: raw.aliases,
         values: raw.values,
         default: scalar("default", raw.default)?,
@@ -244,6 +183,81 @@ fn build_rule(name: String, raw: RawRule) -> Result<Rule, String> {
         }
     }
     Ok(rule)
+}
+
+/// The variable's name and its aliases are valid variable names.
+fn check_names(name: &str, aliases: &[String]) -> Result<(), String> {
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !valid_name(name) {
+        return Err("is not a valid variable name (letters, digits and _)".into());
+    }
+    if let Some(bad) = aliases.iter().find(|a| !valid_name(a)) {
+        return Err(format!("alias {bad:?} is not a valid variable name"));
+    }
+    Ok(())
+}
+
+/// The keys given make sense for the kind, and the bounds are in order.
+fn check_keys_fit_the_kind(raw: &RawRule) -> Result<(), String> {
+    let kind = raw.kind;
+    if kind == Kind::Enum && raw.values.is_empty() {
+        return Err("kind \"enum\" needs a non-empty `values` list".into());
+    }
+    if kind == Kind::Regex && raw.pattern.is_none() {
+        return Err("kind \"regex\" needs a `pattern`".into());
+    }
+    let numeric = matches!(kind, Kind::Integer | Kind::Port);
+    if !numeric && (raw.min.is_some() || raw.max.is_some() || !raw.reserved.is_empty()) {
+        return Err(format!(
+            "`min`, `max` and `reserved` apply to kinds \"integer\" and \"port\", not \"{}\"",
+            kind.name()
+        ));
+    }
+    if let (Some(lo), Some(hi)) = (raw.min, raw.max)
+        && lo > hi
+    {
+        return Err(format!("min {lo} is greater than max {hi}"));
+    }
+    if let (Some(lo), Some(hi)) = (raw.min_length, raw.max_length)
+        && lo > hi
+    {
+        return Err(format!("min_length {lo} is greater than max_length {hi}"));
+    }
+    Ok(())
+}
+
+/// The pattern, anchored to match a whole value.
+fn compile_pattern(p: &str) -> Result<regex::Regex, String> {
+    // The pattern is compiled alone first so that the error points into what the user wrote;
+    // the regex crate's message spans lines, its last one says why.
+    let bad = |e: regex::Error| {
+        let e = e.to_string();
+        let why = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        format!(
+            "`pattern` is not a valid regular expression: {}",
+            why.trim().trim_start_matches("error: ")
+        )
+    };
+    regex::Regex::new(p).map_err(bad)?;
+    regex::Regex::new(&format!("^(?:{p})$")).map_err(bad)
+}
+
+/// A `default` or `dev_default` as text.
+fn scalar(key: &str, v: Option<toml::Value>) -> Result<Option<String>, String> {
+    match v {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s)),
+        Some(toml::Value::Integer(n)) => Ok(Some(n.to_string())),
+        Some(toml::Value::Boolean(b)) => Ok(Some(b.to_string())),
+        Some(other) => Err(format!(
+            "`{key}` must be a string, an integer or a boolean, not {}",
+            other.type_str()
+        )),
+    }
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -4,7 +4,7 @@
 //! built-in one (`src/builtin_schema.toml`, the contract's table) or a user's file given to
 //! `check-env --schema`. Both go through the same parser and the same engine, so there is one
 //! mechanism: [`Schema::check`] reads an [`Env`] and returns a [`Report`] with every problem at
-//! once, a redacted [`Summary`], and the parsed values that [`crate::config`] turns into types.
+//! once, a redacted [`Summary`], and the parsed values that configuration turns into types.
 //!
 //! Two promises hold for every message this module writes: a value of a `secret` variable is
 //! never included, not even in part (nor its length), and a non-secret value is quoted escaped

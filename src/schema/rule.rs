@@ -342,8 +342,10 @@ impl Rule {
 fn parse_webhook_secret(value: &str) -> Result<WebhookSecret, Reject> {
     let invalid = |what: &str| Reject::new(ProblemKind::Invalid, what);
     if let Some(b64) = value.strip_prefix("whsec_") {
+        // Only the length is needed; the decoded key bytes are wiped at once.
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
+            .map(zeroize::Zeroizing::new)
             .map_err(|_| invalid("starts with whsec_ but the rest is not valid base64"))?;
         if bytes.len() < 24 {
             return Err(invalid("decodes to fewer than 24 bytes"));

@@ -64,6 +64,7 @@ pub(crate) async fn around_request(
     next: Next,
 ) -> Response {
     let started = Instant::now();
+    let _in_flight = state.metrics.enter();
     let id = request_id(&request);
     request.extensions_mut().insert(id.clone());
     let method = request.method().clone();

@@ -9,15 +9,28 @@
 //! path) or `unmatched`, and statuses are three-digit codes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use metrics::{Counter, Histogram};
+use metrics::{Counter, Gauge, Histogram};
 
 /// `render_deploy_http_requests_total{route, status}`.
 const REQUESTS: &str = "render_deploy_http_requests_total";
 /// `render_deploy_http_request_duration_seconds{route}`.
 const DURATION: &str = "render_deploy_http_request_duration_seconds";
+/// `render_deploy_http_requests_in_flight`: requests being handled now (headers read, answer
+/// not yet sent). A test can watch it to know a request is in flight before it signals the
+/// process.
+const IN_FLIGHT: &str = "render_deploy_http_requests_in_flight";
+
+/// One request counted in [`IN_FLIGHT`]; counted out when dropped, so a timeout or a panic is.
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
 
 /// The handles of one route: its latency histogram and a counter per status seen.
 struct RouteHandles {
@@ -29,6 +42,7 @@ struct RouteHandles {
 #[derive(Clone, Default)]
 pub(crate) struct RequestMetrics {
     routes: Arc<RwLock<HashMap<Box<str>, RouteHandles>>>,
+    in_flight: Arc<OnceLock<Gauge>>,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -38,6 +52,16 @@ impl std::fmt::Debug for RequestMetrics {
 }
 
 impl RequestMetrics {
+    /// Counts a request in flight until the returned guard is dropped.
+    pub(crate) fn enter(&self) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_init(|| metrics::gauge!(IN_FLIGHT))
+            .clone();
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+
     /// Records one request answered with `status` on `route` after `latency`.
     pub(crate) fn record(&self, route: &str, status: u16, latency: Duration) {
         let seconds = latency.as_secs_f64();

@@ -9,6 +9,31 @@ use crate::support::{canary, env};
 use nix::sys::signal::Signal;
 use render_deploy::local_postgres::LocalPostgres;
 
+const METRICS_TOKEN: &str = "in-flight-test-token";
+
+/// Polls `/metrics` until the server counts at least `n` requests in flight.
+fn wait_in_flight(port: u16, n: u32, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let auth = format!("Bearer {METRICS_TOKEN}");
+    loop {
+        let resp = request(port, "GET", "/metrics", &[("authorization", &auth)], b"");
+        let count = resp.as_ref().ok().and_then(|r| {
+            r.body
+                .lines()
+                .find_map(|l| l.strip_prefix("render_deploy_http_requests_in_flight "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        });
+        if count.is_some_and(|c| c >= f64::from(n)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {n} requests in flight after {within:?}: {count:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 async fn database() -> (LocalPostgres, String) {
     let pg = LocalPostgres::start().expect("throwaway PostgreSQL");
     let url = pg.create_database().await.expect("create database");
@@ -26,7 +51,7 @@ fn serve(url: &str, extra: &[(&str, &str)]) -> Running {
 #[tokio::test]
 async fn a_delivery_still_uploading_at_sigterm_gets_its_answer_and_the_process_exits_0() {
     let (_pg, url) = database().await;
-    let mut app = serve(&url, &[]);
+    let mut app = serve(&url, &[("METRICS_TOKEN", METRICS_TOKEN)]);
     app.wait_health(200, Duration::from_secs(10));
 
     let body = br#"{"type":"deploy_ended","data":{"serviceId":"srv-1"}}"#;
@@ -47,7 +72,8 @@ async fn a_delivery_still_uploading_at_sigterm_gets_its_answer_and_the_process_e
     .unwrap();
     stream.write_all(&body[..10]).unwrap();
     stream.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(100)); // the request is now in flight
+    // The delivery is in the handler, reading its body: the server counts it (and the scrape).
+    wait_in_flight(app.port, 2, Duration::from_secs(10));
 
     app.signal(Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(300)); // past the linger: the upload is what holds it
