@@ -134,6 +134,7 @@ impl Instance {
                 out,
                 name.to_owned(),
                 tail.clone(),
+                TAIL_LINES,
                 show_output,
             ));
         }
@@ -142,6 +143,7 @@ impl Instance {
                 err,
                 name.to_owned(),
                 tail.clone(),
+                TAIL_LINES,
                 show_output,
             ));
         }
@@ -259,10 +261,14 @@ pub(crate) fn exit_of(status: ExitStatus) -> InstanceExit {
     }
 }
 
-async fn collect_output(
+/// Copies a child's output line by line: echoed with its label when `show`, and the last
+/// `keep` lines kept in `tail` for the report. Instances and the setup and pre-deploy steps share
+/// it.
+pub(crate) async fn collect_output(
     stream: impl AsyncRead + Unpin,
-    name: String,
+    label: String,
     tail: Arc<Mutex<VecDeque<String>>>,
+    keep: usize,
     show: bool,
 ) {
     let mut reader = BufReader::new(stream);
@@ -275,14 +281,19 @@ async fn collect_output(
         }
         let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
         if show {
-            eprintln!("[{name}] {line}");
+            eprintln!("[{label}] {line}");
         }
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == TAIL_LINES {
-                t.pop_front();
-            }
-            t.push_back(line);
+        push_line(&tail, line, keep);
+    }
+}
+
+/// Appends `line` to `tail`, dropping the oldest beyond `keep`.
+pub(crate) fn push_line(tail: &Mutex<VecDeque<String>>, line: String, keep: usize) {
+    if let Ok(mut t) = tail.lock() {
+        if t.len() == keep {
+            t.pop_front();
         }
+        t.push_back(line);
     }
 }
 

@@ -16,9 +16,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::instance::{collect_output, push_line};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::report::InstanceExit;
 
@@ -154,7 +154,7 @@ async fn run_to_end(
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(e) => {
-            push_line(tail, format!("cannot run sh: {e}"));
+            push_line(tail, format!("cannot run sh: {e}"), STEP_TAIL_LINES);
             return StepEnd::NotStarted;
         }
     };
@@ -165,14 +165,24 @@ async fn run_to_end(
             .map(Pid::from_raw),
     );
     let readers = [
-        child
-            .stdout
-            .take()
-            .map(|s| tokio::spawn(collect(s, kind, tail.clone(), show_output))),
-        child
-            .stderr
-            .take()
-            .map(|s| tokio::spawn(collect(s, kind, tail.clone(), show_output))),
+        child.stdout.take().map(|s| {
+            tokio::spawn(collect_output(
+                s,
+                kind.label().to_owned(),
+                tail.clone(),
+                STEP_TAIL_LINES,
+                show_output,
+            ))
+        }),
+        child.stderr.take().map(|s| {
+            tokio::spawn(collect_output(
+                s,
+                kind.label().to_owned(),
+                tail.clone(),
+                STEP_TAIL_LINES,
+                show_output,
+            ))
+        }),
     ];
     let ended = match tokio::time::timeout(STEP_TIMEOUT, child.wait()).await {
         Ok(Ok(status)) => StepEnd::Exited(super::instance::exit_of(status)),
@@ -185,37 +195,6 @@ async fn run_to_end(
         let _ = reader.await;
     }
     ended
-}
-
-fn push_line(tail: &Mutex<VecDeque<String>>, line: String) {
-    if let Ok(mut t) = tail.lock() {
-        if t.len() == STEP_TAIL_LINES {
-            t.pop_front();
-        }
-        t.push_back(line);
-    }
-}
-
-async fn collect(
-    stream: impl AsyncRead + Unpin,
-    kind: StepKind,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    show: bool,
-) {
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
-        if show {
-            eprintln!("[{}] {line}", kind.label());
-        }
-        push_line(&tail, line);
-    }
 }
 
 #[cfg(test)]
