@@ -58,6 +58,7 @@ impl PoolManager {
             Err(e) => {
                 tracing::error!(target: "render_deploy::pool", "{e}");
                 *state = SizingState::Failed(e.clone());
+                self.inner.refused.store(true, Ordering::Release);
                 self.inner.sized.store(true, Ordering::Release);
                 Err(e.into())
             }

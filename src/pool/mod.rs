@@ -136,6 +136,9 @@ struct Inner {
     pool: deadpool_postgres::Pool,
     shared: Arc<Shared>,
     sized: AtomicBool,
+    /// Whether `sizing` is `Failed`: every checkout after that gets the refusal, read here
+    /// without the lock, so that a pool whose budget is below one connection never serves.
+    refused: AtomicBool,
     sizing: Mutex<SizingState>,
     auth: Mutex<Option<AuthBlock>>,
     /// Whether `auth` holds a block: checkouts read this instead of taking the lock.
@@ -220,6 +223,7 @@ impl PoolManager {
                 pool,
                 shared,
                 sized: AtomicBool::new(fixed),
+                refused: AtomicBool::new(false),
                 sizing: Mutex::new(SizingState::Unknown),
                 auth: Mutex::new(None),
                 auth_blocked: AtomicBool::new(false),
@@ -292,6 +296,11 @@ impl PoolManager {
     /// Checks a connection out: verified (see the module documentation), within
     /// `DB_POOL_TIMEOUT`, and returned to the pool when the guard is dropped.
     pub async fn get_connection(&self) -> Result<PooledConnection, PoolError> {
+        if self.inner.refused.load(Ordering::Acquire)
+            && let SizingState::Failed(e) = &*lock(&self.inner.sizing)
+        {
+            return Err(e.clone().into());
+        }
         let conn = self.checkout().await?;
         if !self.inner.sized.load(Ordering::Acquire) {
             self.size_from(&conn).await?;

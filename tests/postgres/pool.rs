@@ -105,12 +105,15 @@ async fn auto_sizing_follows_the_servers_max_connections_and_refuses_a_budget_be
     );
     assert!(err.to_string().contains("max_connections 40"), "{err}");
     assert_hides(&err, password(&pg));
-    let err = PoolManager::new(&url, &crowded)
-        .unwrap()
-        .warm_up()
-        .await
-        .unwrap_err();
+    let crowded = PoolManager::new(&url, &crowded).unwrap();
+    let err = crowded.warm_up().await.unwrap_err();
     assert!(matches!(err, PoolError::Configuration(_)), "{err}");
+    // The refusal stands: later checkouts (a health probe, a request) get it too, not a
+    // connection from the provisional pool.
+    for _ in 0..2 {
+        let err = crowded.get_connection().await.unwrap_err();
+        assert!(matches!(err, PoolError::Configuration(_)), "{err}");
+    }
 }
 
 #[tokio::test]

@@ -252,7 +252,8 @@ async fn this_service_deploys_at_the_smallest_limit_its_pool_sizing_accepts() {
                 .contains("(15 max_connections − 3 reserved − 10) / (2 × 1 instances)⌋ = 1"),
         "{run:?}"
     );
-    // One below, the sizing refuses.
+    // One below, the sizing refuses, and an instance whose pool cannot be sized never reports
+    // healthy (§5: a configuration error), so the deploy fails.
     let below = rehearse(
         &[
             "--duration",
@@ -270,6 +271,7 @@ async fn this_service_deploys_at_the_smallest_limit_its_pool_sizing_accepts() {
             .contains("DB_POOL_MAX=auto leaves 0 connections per instance"),
         "{below:?}"
     );
+    assert_eq!(below.code, Some(1), "{below:?}");
 }
 
 #[tokio::test]
