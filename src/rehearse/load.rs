@@ -158,15 +158,7 @@ async fn send(
         Err(e) => return (Outcome::Failed(classify_chain(&e)), None, None),
     };
     let status = response.status().as_u16();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let instance = header(INSTANCE_HEADER);
-    let cause = header(CAUSE_HEADER).and_then(|c| FailureCause::from_token(&c));
+    let (instance, cause) = marks(response.headers());
     // Read to the end, but only its start is kept (for the excerpt of a failure): a large
     // download costs no memory here.
     let mut body = Vec::new();
@@ -238,6 +230,19 @@ async fn connect(target: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Failur
         .map_err(|e| classify_chain(&e))?;
     tokio::spawn(conn);
     Ok(sender)
+}
+
+/// What the front proxy wrote on a response: the instance that served it, and the cause when the
+/// proxy itself answered with a failure. Shared by the load and the event-stream clients.
+pub(crate) fn marks(headers: &hyper::HeaderMap) -> (Option<String>, Option<FailureCause>) {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let cause = header(CAUSE_HEADER).and_then(|c| FailureCause::from_token(&c));
+    (header(INSTANCE_HEADER), cause)
 }
 
 #[cfg(test)]

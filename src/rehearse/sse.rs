@@ -23,7 +23,6 @@ use tokio::task::JoinSet;
 
 use super::proxy::classify_chain;
 use super::report::FailureCause;
-use super::{CAUSE_HEADER, INSTANCE_HEADER};
 
 /// `--sse-clients` when not given.
 pub const DEFAULT_CLIENTS: usize = 4;
@@ -270,15 +269,9 @@ async fn hold(
         }
     };
     record.opened = Some(epoch.elapsed());
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    record.instance = header(INSTANCE_HEADER);
-    if let Some(cause) = header(CAUSE_HEADER).and_then(|c| FailureCause::from_token(&c)) {
+    let (instance, cause) = super::load::marks(response.headers());
+    record.instance = instance;
+    if let Some(cause) = cause {
         record.ending = StreamEnd::NotOpened(OpenFailure::Cause(cause));
         return;
     }
@@ -287,7 +280,8 @@ async fn hold(
         record.ending = StreamEnd::NotOpened(OpenFailure::Status(status));
         return;
     }
-    let is_stream = header("content-type").is_some_and(|t| {
+    let content_type = response.headers().get(hyper::header::CONTENT_TYPE);
+    let is_stream = content_type.and_then(|v| v.to_str().ok()).is_some_and(|t| {
         t.split(';')
             .next()
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))

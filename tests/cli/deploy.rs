@@ -1,9 +1,9 @@
 //! `render-deploy deploy` end to end: the real binary against the stand-in for Render's API
 //! (`support::fake_render`), every exit code of §2, the output, and what reached Render.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::BIN;
+use crate::support::Running;
 use crate::support::canary::{self, RENDER_API_KEY};
 use crate::support::fake_render::{Call, FakeRender, Fault, Options, PREVIOUS_LIVE, SERVICE};
 
@@ -45,46 +45,13 @@ fn deploy_env(
     env: &[(String, String)],
     within: Duration,
 ) -> Done {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(BIN)
-        .arg("deploy")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start render-deploy");
-    // Read both streams to their end on threads, so neither pipe fills and blocks the child.
-    let read = |mut stream: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stream.read_to_string(&mut text);
-            text
-        })
-    };
-    let out = read(Box::new(child.stdout.take().unwrap()));
-    let err = read(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > within {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("deploy still running after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let mut app = Running::start(&[&["deploy"], args].concat(), env);
+    let (status, took) = app.wait_exit(within);
     let done = Done {
         code: status.code().unwrap_or(-1),
-        took: started.elapsed(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
+        took,
+        stdout: app.stdout.lock().unwrap().clone(),
+        stderr: app.stderr.lock().unwrap().clone(),
     };
     canary::assert_none_in(&done.all(), "deploy output");
     for seen in fake.seen() {

@@ -4,22 +4,13 @@
 use std::time::Duration;
 
 use render_deploy::render_api::create::{CreateRequest, create_deploy, roll_back};
-use render_deploy::render_api::{ApiBase, ApiError, ApiKey, DeployStatus, RenderApi, RetryPolicy};
+use render_deploy::render_api::{ApiBase, ApiError, ApiKey, DeployStatus, RenderApi};
 use time::OffsetDateTime;
 
 use crate::support::canary::{self, RENDER_API_KEY};
 use crate::support::fake_render::{Call, FakeRender, Fault, Options, PREVIOUS_LIVE, SERVICE};
 
-fn fast() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(40),
-        max_retry_after: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    }
-}
+use crate::support::fast_retry_policy as fast;
 
 fn api(fake: &FakeRender, key: &str) -> RenderApi {
     RenderApi::new(

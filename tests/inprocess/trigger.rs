@@ -7,16 +7,7 @@ use render_deploy::render_api::deploy_hook::{
     DeployHookClient, DeployHookUrl, RetryPolicy, TriggerError,
 };
 
-fn fast() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 4,
-        base_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(40),
-        max_retry_after: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(2),
-    }
-}
+use crate::support::fast_retry_policy as fast;
 
 fn client(url: &str, policy: RetryPolicy) -> DeployHookClient {
     DeployHookClient::with_policy(DeployHookUrl::parse(url).unwrap(), policy).unwrap()

@@ -350,11 +350,7 @@ async fn with_database_url_set_the_commands_share_that_database_and_it_is_sample
                 .await
                 .expect("the rehearsal ended within the limit")
                 .expect("run render-deploy");
-            Run {
-                code: output.status.code(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
+            Run::from(output)
         }
     };
     let mut options: Vec<String> = LOAD.iter().map(|s| (*s).to_owned()).collect();

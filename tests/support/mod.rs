@@ -27,6 +27,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The retry policy of the clients that talk to a stand-in (Render's deploy hook or API): the
+/// same attempts and caps as in production, in milliseconds instead of seconds.
+pub fn fast_retry_policy() -> render_deploy::render_api::deploy_hook::RetryPolicy {
+    use std::time::Duration;
+    render_deploy::render_api::deploy_hook::RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(40),
+        max_retry_after: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(2),
+    }
+}
+
 /// A prerequisite of a test is not installed. Outside CI the test is skipped, saying so on
 /// stderr; when `CI` is set it fails instead, so that a green CI run means every test ran.
 pub fn prerequisite_missing(what: &str, install: &str) {
