@@ -8,21 +8,16 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 /// The setting is configuration's ([`crate::config`]); re-exported where it is used.
 pub use crate::config::LogFormat;
 
 mod json_line;
+mod line_buffer;
 
 pub use json_line::{JsonFields, JsonLine};
-
-/// Log lines that may wait for stdout before new ones are dropped (about 4 MiB of lines).
-const LOG_BUFFER_LINES: usize = 16_384;
-
-/// How long the writer thread pauses after each batch, so that lines queue up meanwhile.
-const LOG_BATCH_PAUSE: Duration = Duration::from_millis(5);
+use line_buffer::LineBuffer;
 
 /// How often the Prometheus recorder drains its histogram samples when nothing scrapes.
 pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -30,7 +25,7 @@ pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Keeps the log writer's thread alive; dropping it writes out the lines still queued (waiting
 /// at most a second for a stdout that does not drain). Hold it until the process exits.
 #[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard(Option<WorkerGuard>);
+pub struct LogGuard(Option<LineBuffer>);
 
 impl std::fmt::Debug for LogGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,32 +35,41 @@ impl std::fmt::Debug for LogGuard {
     }
 }
 
-static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(buffer) = &self.0 {
+            buffer.close();
+        }
+    }
+}
+
+/// The installed log buffer, for its count of dropped lines.
+static LOG_BUFFER: OnceLock<LineBuffer> = OnceLock::new();
 
 /// Installs the log subscriber on stdout, filtered by `RUST_LOG` (default `info`).
 ///
-/// Lines are handed to a writer thread through a bounded queue, so a slow or blocked stdout
-/// (a full pipe, a stalled log collector) never stalls a request: when the queue is full a line
-/// is dropped and counted ([`dropped_log_lines`], `render_deploy_log_lines_dropped_total` on
-/// `/metrics`). The thread writes what has queued up in one `write`, not one per line
-/// ([`stdout_writer`]).
+/// Lines are copied into a bounded buffer that a writer thread of its own drains in batches
+/// ([`line_buffer`]), so a slow or blocked stdout (a full pipe, a stalled log collector) never
+/// stalls a request: when the buffer is full a line is dropped and counted
+/// ([`dropped_log_lines`], `render_deploy_log_lines_dropped_total` on `/metrics`).
 ///
 /// A second call (or a subscriber installed by the host application) is left alone and
 /// returns an inactive guard.
 pub fn init_logging(format: LogFormat) -> LogGuard {
-    if DROPPED_LINES.get().is_some() {
+    if LOG_BUFFER.get().is_some() {
         return LogGuard(None);
     }
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_BUFFER_LINES)
-        .thread_name("render-deploy-log")
-        .finish(stdout_writer());
-    let dropped = writer.error_counter();
+    let buffer = match LineBuffer::spawn(stdout(), line_buffer::LIMIT, "render-deploy-log") {
+        Ok(buffer) => buffer,
+        Err(e) => {
+            eprintln!("cannot start the log writer thread ({e}); logging is off");
+            return LogGuard(None);
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(buffer.clone());
     let installed = match format {
         LogFormat::Json => builder
             .fmt_fields(JsonFields)
@@ -75,53 +79,29 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
     };
     match installed {
         Ok(()) => {
-            let _ = DROPPED_LINES.set(dropped);
-            LogGuard(Some(guard))
+            let _ = LOG_BUFFER.set(buffer.clone());
+            LogGuard(Some(buffer))
         }
-        Err(_) => LogGuard(None),
+        Err(_) => {
+            buffer.close();
+            LogGuard(None)
+        }
     }
 }
 
 /// Log lines dropped so far because stdout did not keep up (0 before [`init_logging`]).
 pub fn dropped_log_lines() -> u64 {
-    DROPPED_LINES
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    LOG_BUFFER.get().map_or(0, LineBuffer::dropped)
 }
 
-/// Stdout for the writer thread, in batches.
-///
-/// Measured with `perf` under load: handing each line to a writer thread that was waiting for
-/// it cost a futex wake-up on the request's thread and a `write` plus two context switches on
-/// the writer's, per line (a fifth of the service's CPU on `/livez`). So the writer pauses
-/// [`LOG_BATCH_PAUSE`] after each batch: lines sent meanwhile only enter the queue (the channel
-/// wakes no one while its reader is not waiting), and the next batch goes out in one `write`.
-/// After an idle spell the first line is written at once; under load a line waits at most the
-/// pause plus one batch.
-fn stdout_writer() -> Batched<Box<dyn std::io::Write + Send>> {
+/// Stdout for the writer thread: a descriptor of its own, unbuffered (the writer hands it a
+/// whole batch per `write`) and without the standard handle's lock.
+fn stdout() -> Box<dyn std::io::Write + Send> {
     use std::os::fd::AsFd;
-    let out: Box<dyn std::io::Write + Send> = match std::io::stdout().as_fd().try_clone_to_owned() {
+    match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(std::fs::File::from(fd)),
         // No stdout to duplicate (closed at start): the standard handle, which reports it.
         Err(_) => Box::new(std::io::stdout()),
-    };
-    Batched(std::io::BufWriter::with_capacity(256 * 1024, out))
-}
-
-/// A buffered writer whose `flush` (called by the writer thread when its queue is empty)
-/// writes the batch out and then pauses.
-struct Batched<W: std::io::Write>(std::io::BufWriter<W>);
-
-impl<W: std::io::Write> std::io::Write for Batched<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let flushed = self.0.flush();
-        // Not a wait for an event: a deliberate limit on how often this thread wakes.
-        std::thread::sleep(LOG_BATCH_PAUSE);
-        flushed
     }
 }
 

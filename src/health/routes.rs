@@ -149,9 +149,15 @@ fn hostname() -> Arc<str> {
         .into()
 }
 
-/// Everything `/health` and `/livez` need; cheap to clone.
+/// Everything `/health` and `/livez` need; cheap to clone (one reference count: axum clones the
+/// state for every request).
 #[derive(Clone, Debug)]
 pub struct HealthState {
+    inner: Arc<Parts>,
+}
+
+#[derive(Debug)]
+struct Parts {
     cache: HealthCache<DatabaseCheck>,
     policy: DbPolicy,
     probe_timeout: Duration,
@@ -206,24 +212,25 @@ impl HealthState {
             }
         });
         lifecycle.invalidate_on_drain(cache.invalidator());
-        Self {
+        let inner = Arc::new(Parts {
             cache,
             policy: settings.db_policy,
             probe_timeout: settings.probe_timeout,
             answered_once,
             lifecycle,
             info,
-        }
+        });
+        Self { inner }
     }
 
     /// Forgets the cached result: for a deploy or restart webhook.
     pub fn invalidate(&self) {
-        self.cache.invalidate();
+        self.inner.cache.invalidate();
     }
 
     /// A handle that invalidates the cache, e.g. for the pool's connection-failure callback.
     pub fn invalidator(&self) -> Invalidator {
-        self.cache.invalidator()
+        self.inner.cache.invalidator()
     }
 
     /// A callback for the pool to call on a connection failure (invalidates the cache).
@@ -234,28 +241,28 @@ impl HealthState {
 
     /// The lifecycle flag this service reports.
     pub fn lifecycle(&self) -> &Lifecycle {
-        &self.lifecycle
+        &self.inner.lifecycle
     }
 
     /// Who this instance is (version and instance name), as reported.
     pub fn info(&self) -> &ServiceInfo {
-        &self.info
+        &self.inner.info
     }
 
     /// Whether the database has answered a probe since start-up.
     pub fn database_answered_once(&self) -> bool {
-        self.answered_once.load(Ordering::Acquire)
+        self.inner.answered_once.load(Ordering::Acquire)
     }
 
     /// The report of `/health`: from cache while fresh; while draining, the last known database
     /// state without a probe.
     pub async fn report(&self) -> HealthReport {
-        if self.lifecycle.is_draining() {
+        if self.inner.lifecycle.is_draining() {
             return self.draining_report();
         }
-        let checked = self.cache.get().await;
+        let checked = self.inner.cache.get().await;
         let database = self.database_report(&checked);
-        let status = match (database.status, self.policy) {
+        let status = match (database.status, self.inner.policy) {
             (DatabaseStatus::Up, _) => HealthStatus::Healthy,
             (DatabaseStatus::Down, DbPolicy::Ignore) => HealthStatus::Degraded,
             (DatabaseStatus::Down, DbPolicy::Strict) => HealthStatus::Unhealthy,
@@ -268,7 +275,7 @@ impl HealthState {
     }
 
     fn draining_report(&self) -> HealthReport {
-        match self.cache.last() {
+        match self.inner.cache.last() {
             Some(checked) => {
                 let database = self.database_report(&checked);
                 self.assemble(HealthStatus::Draining, database, &checked)
@@ -283,8 +290,8 @@ impl HealthState {
                 checked_at: rfc3339(time::OffsetDateTime::now_utc()).into(),
                 cached: false,
                 age_seconds: 0,
-                version: Arc::clone(&self.info.version),
-                instance: Arc::clone(&self.info.instance),
+                version: Arc::clone(&self.inner.info.version),
+                instance: Arc::clone(&self.inner.info.instance),
             },
         }
     }
@@ -307,7 +314,7 @@ impl HealthState {
             },
             Err(ProbeFailure::Aborted) => DatabaseReport {
                 status: DatabaseStatus::Down,
-                latency_ms: millis(self.probe_timeout),
+                latency_ms: millis(self.inner.probe_timeout),
                 error: Some("health probe failed"),
             },
         }
@@ -325,8 +332,8 @@ impl HealthState {
             checked_at: Arc::clone(checked.checked_at_rfc3339()),
             cached: checked.cached,
             age_seconds: checked.age_seconds(),
-            version: Arc::clone(&self.info.version),
-            instance: Arc::clone(&self.info.instance),
+            version: Arc::clone(&self.inner.info.version),
+            instance: Arc::clone(&self.inner.info.instance),
         }
     }
 }
@@ -371,7 +378,7 @@ async fn health(State(state): State<HealthState>) -> Response {
 }
 
 async fn livez(State(state): State<HealthState>) -> Response {
-    let (status, body) = if state.lifecycle.is_draining() {
+    let (status, body) = if state.inner.lifecycle.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else {
         (StatusCode::OK, "ok")

@@ -21,13 +21,21 @@
 //! Each connection has a [`Slot`] whose state its [`tracked`](super::tracked) service moves
 //! between `Head`, `Busy` and `Idle`; the accept loop moves the chosen one to `Evicted` with a
 //! compare-and-swap, so a connection whose request began at that instant is never the one cut.
+//!
+//! The slot is also how the server tells a connection's task what to do: close (evicted, or
+//! kept too long in its headers or idle: [`Connections::close_stale`]), finish its request and
+//! close (draining), or stop now (the shutdown deadline). The task reads the slot each time it
+//! is polled, which costs two uncontended atomic operations; the cancellation tokens used
+//! before took a lock each (one of them shared by every connection) on every poll of every
+//! connection, and hyper's own header timeout set a timer per request.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 
+use futures_util::task::AtomicWaker;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 pub use crate::config::MaxConnections;
 
@@ -94,6 +102,19 @@ impl State {
     }
 }
 
+/// What the server asks of a connection's task, in increasing order of urgency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Order {
+    /// Serve on.
+    Serve = 0,
+    /// Draining: answer the request in flight, if any, then close.
+    Finish = 1,
+    /// Close now: evicted or stale (it was idle or in its headers, so no answer is lost), or
+    /// the shutdown deadline has passed.
+    Close = 2,
+}
+
 /// One connection's state, shared by its service and the registry.
 #[derive(Debug)]
 pub struct Slot {
@@ -101,7 +122,10 @@ pub struct Slot {
     /// The registry's tick at the last change of state: the lower, the older (a counter
     /// rather than a clock, so two changes in one microsecond still have an order).
     since: AtomicU64,
-    evicted: CancellationToken,
+    /// An [`Order`], only ever raised.
+    order: AtomicU8,
+    /// The connection's task, woken when its order is raised.
+    task: AtomicWaker,
     shared: Arc<Shared>,
 }
 
@@ -163,9 +187,44 @@ impl Slot {
         }
     }
 
-    /// Resolves when the registry chose this connection to make room.
-    pub async fn evicted(&self) {
-        self.evicted.cancelled().await;
+    /// The server's order for this connection; registers the polling task to be woken when it
+    /// is raised. Called by the connection's task each time it is polled.
+    pub fn poll_order(&self, cx: &mut Context<'_>) -> Order {
+        self.task.register(cx.waker());
+        self.order()
+    }
+
+    /// The server's order for this connection.
+    pub fn order(&self) -> Order {
+        match self.order.load(Ordering::Acquire) {
+            0 => Order::Serve,
+            1 => Order::Finish,
+            _ => Order::Close,
+        }
+    }
+
+    /// Raises the order (a lower one than the current is ignored) and wakes the task.
+    pub fn command(&self, order: Order) {
+        self.order.fetch_max(order as u8, Ordering::AcqRel);
+        self.task.wake();
+    }
+
+    /// Moves an idle or head slot to `Evicted` and tells its task to close; false when it
+    /// was not in `from` any more (a request began meanwhile).
+    fn evict(&self, from: State) -> bool {
+        let swapped = self
+            .state
+            .compare_exchange(
+                from as u8,
+                State::Evicted as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if swapped {
+            self.command(Order::Close);
+        }
+        swapped
     }
 
     fn touch(&self) {
@@ -251,7 +310,8 @@ impl Connections {
         let slot = Arc::new(Slot {
             state: AtomicU8::new(State::Head as u8),
             since: AtomicU64::new(0),
-            evicted: CancellationToken::new(),
+            order: AtomicU8::new(Order::Serve as u8),
+            task: AtomicWaker::new(),
             shared: Arc::clone(&self.shared),
         });
         slot.touch();
@@ -288,23 +348,42 @@ impl Connections {
                 })
                 .min_by_key(|(rank, age, _, _)| (*rank, *age));
             let (_, _, state, slot) = victim?;
-            if slot
-                .state
-                .compare_exchange(
-                    state as u8,
-                    State::Evicted as u8,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                slot.evicted.cancel();
+            if slot.evict(state) {
                 let label = if state == State::Idle { "idle" } else { "head" };
                 metrics::counter!(EVICTED_METRIC, "state" => label).increment(1);
                 return Some(state);
             }
         }
         None
+    }
+
+    /// Gives every open connection `order` (at the start of a drain, and at its deadline).
+    pub fn command_all(&self, order: Order) {
+        for slot in self.lock().values() {
+            slot.command(order);
+        }
+    }
+
+    /// The registry's clock: the tick the next change of state will take. A slot whose last
+    /// change is older than a tick read at time `t` has not changed since `t`.
+    pub fn tick(&self) -> u64 {
+        self.shared.ticks.load(Ordering::Acquire)
+    }
+
+    /// Closes every connection that has been idle, or in its headers, since before `tick`;
+    /// returns how many. The header-read timeout: [`super::listener`] calls it with the tick it
+    /// read `HEADER_READ_TIMEOUT` ago.
+    pub fn close_stale(&self, tick: u64) -> usize {
+        let slots = self.lock();
+        slots
+            .values()
+            .filter(|slot| {
+                let state = slot.state();
+                matches!(state, State::Idle | State::Head)
+                    && slot.age_key() < tick
+                    && slot.evict(state)
+            })
+            .count()
     }
 
     /// Resolves once a new connection can be taken: the registry is below its cap, or holds a
@@ -381,6 +460,49 @@ mod tests {
         assert!(
             !idle_new.slot().begin_request(),
             "an evicted one takes no request"
+        );
+    }
+
+    #[test]
+    fn only_connections_idle_or_in_their_headers_since_before_the_tick_are_stale() {
+        let registry = Connections::new(10);
+        let head = registry.register();
+        let idle = registry.register();
+        assert!(idle.slot().begin_request());
+        idle.slot().end_request();
+        let busy = registry.register();
+        assert!(busy.slot().begin_request());
+        let tick = registry.tick();
+        let young = registry.register();
+
+        assert_eq!(registry.close_stale(tick), 2);
+        for closed in [&head, &idle] {
+            assert_eq!(closed.slot().state(), State::Evicted);
+            assert_eq!(closed.slot().order(), Order::Close);
+        }
+        assert_eq!(busy.slot().state(), State::Busy);
+        assert_eq!(young.slot().state(), State::Head);
+        assert_eq!(young.slot().order(), Order::Serve);
+        // A busy connection that goes idle afterwards is young again.
+        busy.slot().end_request();
+        assert_eq!(registry.close_stale(tick), 0);
+    }
+
+    #[test]
+    fn orders_only_rise_and_reach_every_connection() {
+        let registry = Connections::new(10);
+        let a = registry.register();
+        let b = registry.register();
+        registry.command_all(Order::Finish);
+        assert_eq!(
+            (a.slot().order(), b.slot().order()),
+            (Order::Finish, Order::Finish)
+        );
+        a.slot().command(Order::Close);
+        registry.command_all(Order::Finish);
+        assert_eq!(
+            (a.slot().order(), b.slot().order()),
+            (Order::Close, Order::Finish)
         );
     }
 

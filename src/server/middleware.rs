@@ -1,23 +1,36 @@
 //! What every response goes through: request ids, one log line and metrics per request, a
-//! request timeout, `Connection: close` while draining, and a JSON 500 for a handler panic.
+//! request timeout, `Connection: close` while draining, the shutdown signal in the request's
+//! extensions, and a JSON 500 for a handler panic.
 //!
-//! This runs on every request, so it is kept lean (measured against a bare axum service with
-//! `scripts/bench-compare.sh`): the request id is built in a stack buffer and shared between the
-//! extension and the response header without another copy, the route label is the matched
-//! path's shared string, metric handles are looked up once per route and status
-//! ([`super::request_metrics`]), and the log line is formatted without a per-field allocation
-//! and written by another thread ([`crate::telemetry`]).
+//! This runs on every request, so it is one hand-written layer ([`AroundRequest`]) rather than
+//! axum's `from_fn` plus `Extension` plus tower-http's `CatchPanicLayer`: axum wraps each layer
+//! around every route and clones each one's boxed service per request, and `from_fn` boxes the
+//! next service and clones its state as well. Measured against a bare axum service with
+//! `scripts/bench-compare.sh`, the rest is kept lean too: the request id comes without a system
+//! call ([`crate::random::request_id_bits`]) and is built in a stack buffer, shared between the
+//! extension and the response header without another copy; the route label is the matched path's
+//! shared string; metric handles are looked up once per route and status
+//! ([`super::request_metrics`]); the timeout's timer is set only for an answer that is not ready
+//! at once; and the log line is formatted without a per-field allocation and written by another
+//! thread ([`crate::telemetry`]).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use tracing::Instrument;
 
 use super::request_metrics::RequestMetrics;
+use super::shutdown::Shutdown;
 
 /// The request-id header, read from the caller or made up.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -45,66 +58,137 @@ pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
-/// The state the middleware needs.
-#[derive(Debug, Clone)]
+/// What the layer needs, shared by every route's copy of it.
+#[derive(Debug)]
 pub(crate) struct MiddlewareState {
     /// Longest a request may take (`REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
     /// Serving or draining.
     pub lifecycle: crate::health::Lifecycle,
+    /// The signal handed to handlers in the request's extensions.
+    pub shutdown: Shutdown,
     /// Requests by route and status, latency by route.
     pub metrics: RequestMetrics,
 }
 
-/// The request-id, timeout, draining, log and metrics middleware (one function, so the
-/// order is visible: id first, so the timeout's 408 and the log line carry it).
-pub(crate) async fn around_request(
-    axum::extract::State(state): axum::extract::State<MiddlewareState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let _in_flight = state.metrics.enter();
-    let id = request_id(&request);
-    request.extensions_mut().insert(id.clone());
-    let method = request.method().clone();
-    // The route template (`/hooks/deploy`), never the raw path: bounded label cardinality.
-    // `MatchedPath` shares its string, so keeping it costs no copy.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+/// Wraps every route in [`AroundRequest`].
+#[derive(Debug, Clone)]
+pub(crate) struct AroundRequestLayer(Arc<MiddlewareState>);
 
-    // Every event logged while handling the request carries its id.
-    let span = tracing::info_span!("request", request_id = id.as_str());
-    let handled = next.run(request).instrument(span);
-    let mut response = match tokio::time::timeout(state.request_timeout, handled).await {
-        Ok(response) => response,
-        Err(_) => json_error(StatusCode::REQUEST_TIMEOUT, "request timed out"),
-    };
-
-    if state.lifecycle.is_draining() {
-        // Tell clients on kept-alive connections to go elsewhere after this answer.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+impl AroundRequestLayer {
+    pub(crate) fn new(state: MiddlewareState) -> Self {
+        Self(Arc::new(state))
     }
-    let status = response.status().as_u16();
-    let latency = started.elapsed();
-    state.metrics.record(route, status, latency);
-    tracing::info!(
-        method = method.as_str(),
-        route,
-        status,
-        latency_ms = latency.as_secs_f64() * 1000.0,
-        request_id = id.as_str(),
-        "request"
-    );
-    response.headers_mut().insert(REQUEST_ID, id.0);
-    response
+}
+
+impl<S> tower_layer::Layer<S> for AroundRequestLayer {
+    type Service = AroundRequest<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AroundRequest {
+            inner,
+            state: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// The request-id, timeout, draining, panic, log and metrics service around one route (one
+/// type, so the order is visible: id first, so the timeout's 408, the panic's 500 and the log
+/// line carry it).
+#[derive(Debug, Clone)]
+pub(crate) struct AroundRequest<S> {
+    inner: S,
+    state: Arc<MiddlewareState>,
+}
+
+impl<S> tower_service::Service<Request> for AroundRequest<S>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let state = Arc::clone(&self.state);
+        let id = request_id(&request);
+        let extensions = request.extensions_mut();
+        extensions.insert(id.clone());
+        extensions.insert(state.shutdown.clone());
+        let method = request.method().clone();
+        // The route template (`/hooks/deploy`), never the raw path: bounded label cardinality.
+        // `MatchedPath` shares its string, so keeping it costs no copy.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+
+        // Every event logged while handling the request carries its id.
+        let span = tracing::info_span!("request", request_id = id.as_str());
+        // A panic while the handler's future is made, or while it runs, is answered 500.
+        let handled = span
+            .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))));
+        Box::pin(async move {
+            let in_flight = state.metrics.enter();
+            let mut response = match handled {
+                Ok(future) => {
+                    let answered = AssertUnwindSafe(future).catch_unwind().instrument(span);
+                    match within(state.request_timeout, started, answered).await {
+                        Some(Ok(Ok(response))) => response,
+                        Some(Ok(Err(never))) => match never {},
+                        Some(Err(payload)) => panic_response(payload),
+                        None => json_error(StatusCode::REQUEST_TIMEOUT, "request timed out"),
+                    }
+                }
+                Err(payload) => panic_response(payload),
+            };
+            drop(in_flight);
+
+            if state.lifecycle.is_draining() {
+                // Tell clients on kept-alive connections to go elsewhere after this answer.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let status = response.status().as_u16();
+            let latency = started.elapsed();
+            state.metrics.record(route, status, latency);
+            tracing::info!(
+                method = method.as_str(),
+                route,
+                status,
+                // Whole microseconds: precise enough, and a short number to write.
+                latency_ms = latency.as_micros() as f64 / 1000.0,
+                request_id = id.as_str(),
+                "request"
+            );
+            response.headers_mut().insert(REQUEST_ID, id.0);
+            Ok(response)
+        })
+    }
+}
+
+/// `answer`'s output, or `None` when it is not ready `limit` after `started`.
+///
+/// The timer is set only when the answer is not ready at its first poll: most are (a probe, a
+/// cached health report), and a timer costs a registration with the runtime's timer wheel.
+async fn within<F: Future>(limit: Duration, started: Instant, answer: F) -> Option<F::Output> {
+    let mut answer = std::pin::pin!(answer);
+    let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+    if let Poll::Ready(output) = first {
+        return Some(output);
+    }
+    let deadline = tokio::time::Instant::from_std(started + limit);
+    tokio::time::timeout_at(deadline, answer).await.ok()
 }
 
 /// Answers a handler panic with a JSON 500. The payload is not logged (it may hold anything,
 /// secrets included); the panic hook installed by the binary logs the location.
-pub(crate) fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked; answered 500");
     json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
@@ -124,9 +208,9 @@ fn is_acceptable_request_id(v: &[u8]) -> bool {
 
 /// 128 random bits as 32 hex digits, encoded on the stack.
 fn new_request_id() -> RequestId {
-    let bytes = crate::random::bytes::<16>();
+    let bits = crate::random::request_id_bits();
     let mut text = [0u8; 32];
-    hex::encode_to_slice(bytes, &mut text).expect("32 hex digits for 16 bytes");
+    hex::encode_to_slice(bits.to_be_bytes(), &mut text).expect("32 hex digits for 16 bytes");
     RequestId(HeaderValue::from_bytes(&text).expect("hex digits are a valid header value"))
 }
 

@@ -28,11 +28,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Extension, Router};
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::{Config, ConfigErrors, Env, Mode, Problem};
 use crate::health::{self, DatabaseProbe, HealthState, Lifecycle, ProbeError, ServiceInfo};
@@ -44,7 +43,7 @@ use crate::telemetry;
 use crate::webhooks::{self, HookState};
 use connections::MaxConnections;
 pub use listener::{DrainReport, ServeOptions};
-use middleware::{MiddlewareState, json_error};
+use middleware::{AroundRequestLayer, MiddlewareState, json_error};
 pub use shutdown::{MissingShutdown, Shutdown};
 
 /// Why the service could not be built or could not listen.
@@ -282,6 +281,7 @@ impl Deployment {
         let state = MiddlewareState {
             request_timeout: self.config.request_timeout,
             lifecycle: self.lifecycle.clone(),
+            shutdown: self.shutdown(),
             metrics: request_metrics::RequestMetrics::default(),
         };
         app.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
@@ -289,12 +289,7 @@ impl Deployment {
             .method_not_allowed_fallback(|| async {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             })
-            .layer(Extension(self.shutdown()))
-            .layer(CatchPanicLayer::custom(middleware::panic_response))
-            .layer(axum::middleware::from_fn_with_state(
-                state,
-                middleware::around_request,
-            ))
+            .layer(AroundRequestLayer::new(state))
     }
 }
 

@@ -11,6 +11,8 @@
 //! Handlers get it as an extractor (the server puts it in every request's extensions) or from
 //! [`Deployment::shutdown`](super::Deployment::shutdown) for state built before serving.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -21,18 +23,22 @@ use super::middleware::json_error;
 
 /// Fires when the server starts draining. Cheap to clone; every clone fires together.
 ///
-/// Each value holds its own child token of the server's: [`Shutdown::token`] can be cancelled
-/// by the handler to end its own work early without starting a drain.
+/// [`Shutdown::token`] gives a child token of the server's, which the handler can cancel to
+/// end its own work early without starting a drain.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    token: CancellationToken,
+    // Behind an `Arc`: the server puts a clone in every request's extensions, and cloning a
+    // `CancellationToken` itself takes a lock in its tree of tokens (shared by all requests).
+    token: Arc<CancellationToken>,
 }
 
 impl Shutdown {
     /// A signal that fires when `token` is cancelled: for an application that runs its own
     /// server and puts `axum::Extension(Shutdown::from_token(…))` on its router.
     pub fn from_token(token: CancellationToken) -> Self {
-        Self { token }
+        Self {
+            token: Arc::new(token),
+        }
     }
 
     /// Resolves once draining has begun (at once if it already has).
@@ -43,7 +49,7 @@ impl Shutdown {
     /// The same as [`draining`](Self::draining), as a `'static` future that owns the signal:
     /// for a stream or a task spawned from the handler.
     pub fn draining_owned(self) -> WaitForCancellationFutureOwned {
-        self.token.cancelled_owned()
+        Arc::unwrap_or_clone(self.token).cancelled_owned()
     }
 
     /// Whether draining has begun.
