@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The setting is configuration's ([`crate::config`]); re-exported where it is used.
 pub use crate::config::LogFormat;
@@ -66,16 +69,25 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
             return LogGuard(None);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (targets, env_filter) = filter_from_env();
+    // The filter decides; the formatter passes everything it is given.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(buffer.clone());
     let installed = match format {
         LogFormat::Json => builder
             .fmt_fields(JsonFields)
             .event_format(JsonLine)
+            .finish()
+            .with(targets)
+            .with(env_filter)
             .try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+        LogFormat::Pretty => builder
+            .compact()
+            .finish()
+            .with(targets)
+            .with(env_filter)
+            .try_init(),
     };
     match installed {
         Ok(()) => {
@@ -86,6 +98,33 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
             buffer.close();
             LogGuard(None)
         }
+    }
+}
+
+/// The filter of `RUST_LOG` (default `info`): one of the two.
+///
+/// A `RUST_LOG` of levels and targets only (`info`, `render_deploy=debug,hyper=warn`, which is
+/// nearly every one) becomes a `Targets` filter, which decides once per call site. Only one with
+/// span directives (`[request{request_id=…}]=debug`) needs an `EnvFilter`, which also follows
+/// every span's creation, entering, leaving and closing through read-write locks shared by all
+/// threads: with the request span on every request, measured at a few hundred nanoseconds per
+/// request on two threads, against tens alone. An invalid `RUST_LOG` gives `info`, as before.
+fn filter_from_env() -> (Option<Targets>, Option<EnvFilter>) {
+    filter_for(std::env::var("RUST_LOG").ok().as_deref())
+}
+
+fn filter_for(rust_log: Option<&str>) -> (Option<Targets>, Option<EnvFilter>) {
+    let directives = rust_log.filter(|d| !d.trim().is_empty()).unwrap_or("info");
+    // EnvFilter's grammar decides what is valid (`Targets` reads almost anything as a target).
+    let Ok(env_filter) = EnvFilter::try_new(directives) else {
+        return filter_for(Some("info"));
+    };
+    if directives.contains(['[', '{']) {
+        return (None, Some(env_filter));
+    }
+    match directives.parse::<Targets>() {
+        Ok(targets) => (Some(targets), None),
+        Err(_) => (None, Some(env_filter)),
     }
 }
 
@@ -176,4 +215,43 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn levels_and_targets_take_the_lock_free_filter_and_span_directives_the_env_filter() {
+        for plain in [
+            None,
+            Some(""),
+            Some("info"),
+            Some("warn,render_deploy=debug,hyper=off"),
+        ] {
+            let (targets, env) = filter_for(plain);
+            assert!(targets.is_some() && env.is_none(), "{plain:?}");
+        }
+        let (targets, _) = filter_for(Some("warn,render_deploy=debug"));
+        let targets = targets.unwrap();
+        assert!(targets.would_enable("render_deploy::server", &Level::DEBUG));
+        assert!(!targets.would_enable("hyper::proto", &Level::INFO));
+        assert!(targets.would_enable("hyper::proto", &Level::WARN));
+        let (targets, _) = filter_for(None);
+        assert!(targets.unwrap().would_enable("anything", &Level::INFO));
+
+        let (targets, env) = filter_for(Some("info,[request{request_id=abc}]=debug"));
+        assert!(targets.is_none() && env.is_some());
+        // Not valid as either: `info`, as before.
+        let (targets, env) = filter_for(Some("[[["));
+        assert!(env.is_none());
+        assert!(
+            targets
+                .as_ref()
+                .unwrap()
+                .would_enable("anything", &Level::INFO)
+        );
+        assert!(!targets.unwrap().would_enable("anything", &Level::DEBUG));
+    }
 }
