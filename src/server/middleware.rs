@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
+use super::error_body::json_error;
 use super::request_metrics::RequestMetrics;
 use super::shutdown::Shutdown;
 
@@ -51,11 +51,6 @@ impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// A JSON error body `{"error": "…"}` with a status: what clients see of any failure.
-pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
 /// What the layer needs, shared by every route's copy of it.

@@ -15,6 +15,7 @@
 
 mod accept;
 pub mod connections;
+mod error_body;
 pub mod events;
 pub mod listener;
 pub mod middleware;
@@ -42,8 +43,9 @@ use crate::schema::ProblemKind;
 use crate::telemetry;
 use crate::webhooks::{self, HookState};
 use connections::MaxConnections;
+use error_body::json_error;
 pub use listener::{DrainReport, ServeOptions};
-use middleware::{AroundRequestLayer, MiddlewareState, json_error};
+use middleware::{AroundRequestLayer, MiddlewareState};
 pub use shutdown::{MissingShutdown, Shutdown};
 
 /// Why the service could not be built or could not listen.

@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::middleware::json_error;
+use super::error_body::json_error;
 use crate::pool::PoolManager;
 
 /// What `/` needs.

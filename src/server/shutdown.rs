@@ -19,7 +19,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::middleware::json_error;
+use super::error_body::json_error;
 
 /// Fires when the server starts draining. Cheap to clone; every clone fires together.
 ///
