@@ -187,7 +187,8 @@ pub struct HookSettings {
 pub struct ServeOptions {
     /// Longest drain after the shutdown signal (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
-    /// Longest time a client may take to send a request's headers.
+    /// Longest time a connection may spend sending a request's headers, or idle between
+    /// requests, before it is closed (checked a tenth of this apart, at most a second).
     pub header_read_timeout: Duration,
     /// After the shutdown signal, how long open connections are still served (each response
     /// closing its connection) before idle ones are closed. Ends early when none are open.
