@@ -103,7 +103,7 @@ impl State {
 }
 
 /// What the server asks of a connection's task, in increasing order of urgency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Order {
     /// Serve on.

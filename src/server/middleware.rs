@@ -123,22 +123,25 @@ where
 
         // Every event logged while handling the request carries its id.
         let span = tracing::info_span!("request", request_id = id.as_str());
-        // A panic while the handler's future is made, or while it runs, is answered 500.
+        // A panic while the handler's future is made, or while it runs, is answered 500 (inside
+        // the span, so that the line about it carries the request's id).
         let handled = span
             .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))));
         Box::pin(async move {
             let in_flight = state.metrics.enter();
             let mut response = match handled {
                 Ok(future) => {
-                    let answered = AssertUnwindSafe(future).catch_unwind().instrument(span);
-                    match within(state.request_timeout, started, answered).await {
-                        Some(Ok(Ok(response))) => response,
-                        Some(Ok(Err(never))) => match never {},
-                        Some(Err(payload)) => panic_response(payload),
-                        None => json_error(StatusCode::REQUEST_TIMEOUT, "request timed out"),
-                    }
+                    let answered = AssertUnwindSafe(future)
+                        .catch_unwind()
+                        .map(answer_or_500)
+                        .instrument(span);
+                    within(state.request_timeout, started, answered)
+                        .await
+                        .unwrap_or_else(|| {
+                            json_error(StatusCode::REQUEST_TIMEOUT, "request timed out")
+                        })
                 }
-                Err(payload) => panic_response(payload),
+                Err(payload) => span.in_scope(|| panic_response(payload)),
             };
             drop(in_flight);
 
@@ -179,6 +182,15 @@ async fn within<F: Future>(limit: Duration, started: Instant, answer: F) -> Opti
     }
     let deadline = tokio::time::Instant::from_std(started + limit);
     tokio::time::timeout_at(deadline, answer).await.ok()
+}
+
+/// The handler's answer, or the 500 for its panic.
+fn answer_or_500(caught: std::thread::Result<Result<Response, Infallible>>) -> Response {
+    match caught {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(payload) => panic_response(payload),
+    }
 }
 
 /// Answers a handler panic with a JSON 500. The payload is not logged (it may hold anything,

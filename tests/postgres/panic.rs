@@ -115,6 +115,12 @@ async fn a_handler_panic_is_answered_500_and_no_secret_reaches_the_log() {
         out.contains("\"status\":500"),
         "the 500 was not logged:\n{out}"
     );
+    // The line about the 500 carries the request's id, like every event of its request.
+    let answered = out
+        .lines()
+        .find(|l| l.contains("a request handler panicked"))
+        .unwrap_or_else(|| panic!("no line about the 500:\n{out}"));
+    assert!(answered.contains("\"request_id\""), "{answered}");
     for canary in [
         CANARY_OPENAI,
         CANARY_TOKEN,
