@@ -18,6 +18,7 @@ pub use crate::config::LogFormat;
 
 mod json_line;
 mod line_buffer;
+pub mod request_log;
 
 pub use json_line::{JsonFields, JsonLine};
 use line_buffer::LineBuffer;
@@ -70,6 +71,7 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         }
     };
     let (targets, env_filter) = filter_from_env();
+    let filter_reads_spans = env_filter.is_some();
     // The filter decides; the formatter passes everything it is given.
     let builder = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -92,6 +94,7 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
     match installed {
         Ok(()) => {
             let _ = LOG_BUFFER.set(buffer.clone());
+            request_log::installed(format == LogFormat::Json, filter_reads_spans);
             LogGuard(Some(buffer))
         }
         Err(_) => {

@@ -23,10 +23,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::FutureExt;
-use tracing::Instrument;
+
+use crate::telemetry::request_log::{self, RequestLine, RequestScope};
 
 use super::error_body::json_error;
 use super::request_metrics::RequestMetrics;
@@ -34,6 +35,8 @@ use super::shutdown::Shutdown;
 
 /// The request-id header, read from the caller or made up.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// The same, as a header name made once (from a `&str` it is parsed on every use).
+static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
 
 /// The request id of the current request, put in the request's extensions.
 #[derive(Debug, Clone)]
@@ -122,26 +125,26 @@ where
         let route = request.extensions().get::<MatchedPath>().cloned();
 
         // Every event logged while handling the request carries its id.
-        let span = tracing::info_span!("request", request_id = id.as_str());
+        let scope = RequestScope::new(&id.0, || {
+            tracing::info_span!("request", request_id = id.as_str())
+        });
         // A panic while the handler's future is made, or while it runs, is answered 500 (inside
-        // the span, so that the line about it carries the request's id).
-        let handled = span
+        // the scope, so that the line about it carries the request's id).
+        let handled = scope
             .in_scope(|| std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))));
         Box::pin(async move {
             let in_flight = state.metrics.enter();
             let mut response = match handled {
                 Ok(future) => {
-                    let answered = AssertUnwindSafe(future)
-                        .catch_unwind()
-                        .map(answer_or_500)
-                        .instrument(span);
+                    let answered =
+                        scope.wrap(AssertUnwindSafe(future).catch_unwind().map(answer_or_500));
                     within(state.request_timeout, started, answered)
                         .await
                         .unwrap_or_else(|| {
                             json_error(StatusCode::REQUEST_TIMEOUT, "request timed out")
                         })
                 }
-                Err(payload) => span.in_scope(|| panic_response(payload)),
+                Err(payload) => scope.in_scope(|| panic_response(payload)),
             };
             drop(in_flight);
 
@@ -155,16 +158,30 @@ where
             let status = response.status().as_u16();
             let latency = started.elapsed();
             state.metrics.record(route, status, latency);
-            tracing::info!(
-                method = method.as_str(),
-                route,
-                status,
-                // Whole microseconds: precise enough, and a short number to write.
-                latency_ms = latency.as_micros() as f64 / 1000.0,
-                request_id = id.as_str(),
-                "request"
-            );
-            response.headers_mut().insert(REQUEST_ID, id.0);
+            if tracing::enabled!(tracing::Level::INFO) {
+                let line = RequestLine {
+                    target: module_path!(),
+                    method: method.as_str(),
+                    route,
+                    status,
+                    latency,
+                    request_id: id.as_str(),
+                };
+                // Our JSON subscriber takes the line as it is; any other gets the event.
+                if !request_log::write_json(&line) {
+                    tracing::info!(
+                        method = line.method,
+                        route,
+                        status,
+                        latency_ms = line.latency_ms(),
+                        request_id = line.request_id,
+                        "request"
+                    );
+                }
+            }
+            response
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER.clone(), id.0);
             Ok(response)
         })
     }
@@ -202,7 +219,7 @@ fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response
 
 /// The caller's request id when it is acceptable (a clone of the header, no copy), else a new one.
 fn request_id(request: &Request) -> RequestId {
-    match request.headers().get(REQUEST_ID) {
+    match request.headers().get(&REQUEST_ID_HEADER) {
         Some(v) if is_acceptable_request_id(v.as_bytes()) => RequestId(v.clone()),
         _ => new_request_id(),
     }

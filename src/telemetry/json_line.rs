@@ -21,6 +21,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::request_log::{self, RequestLine};
+
 /// Formats an event as one JSON object per line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct JsonLine;
@@ -51,7 +53,7 @@ where
 
 /// Runs `f` with this thread's scratch `String`, emptied (a fresh one if it is in use: an event
 /// formatted while formatting another, from a `Debug` that logs).
-fn with_scratch(f: impl FnOnce(&mut String) -> fmt::Result) -> fmt::Result {
+pub(super) fn with_scratch(f: impl FnOnce(&mut String) -> fmt::Result) -> fmt::Result {
     thread_local! {
         static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     }
@@ -88,8 +90,14 @@ where
         .parent()
         .and_then(|id| ctx.span(id))
         .or_else(|| ctx.lookup_current());
+    // A request's id without a span of its own (`request_log`) is written as its span would be,
+    // and also inside any span the handler opened (whose fields would otherwise hide it).
     if let Some(span) = span {
         line.push_str(",\"span\":{");
+        if let Some(written) = request_log::with_current_id(|id| write_request_id(line, id)) {
+            written?;
+            line.push(',');
+        }
         let extensions = span.extensions();
         if let Some(stored) = extensions.get::<FormattedFields<JsonFields>>()
             && !stored.fields.is_empty()
@@ -100,7 +108,41 @@ where
         line.push_str("\"name\":");
         write_json_str(line, span.name())?;
         line.push('}');
+    } else if let Some(written) = request_log::with_current_id(|id| {
+        line.push_str(",\"span\":{");
+        write_request_id(line, id)?;
+        line.push_str(",\"name\":\"request\"}");
+        Ok(())
+    }) {
+        written?;
     }
+    line.push_str("}\n");
+    Ok(())
+}
+
+/// `"request_id":"…"`.
+fn write_request_id(line: &mut String, id: &str) -> fmt::Result {
+    line.push_str("\"request_id\":");
+    write_json_str(line, id)
+}
+
+/// A request's line, the same as [`JsonLine`] writes for the event
+/// `info!(method, route, status, latency_ms, request_id, "request")` logged outside any span.
+pub(super) fn write_request_line(line: &mut String, request: &RequestLine<'_>) -> fmt::Result {
+    line.push_str("{\"timestamp\":\"");
+    write_timestamp(line, time::OffsetDateTime::now_utc())?;
+    line.push_str("\",\"level\":\"INFO\",\"message\":\"request\",\"method\":");
+    write_json_str(line, request.method)?;
+    line.push_str(",\"route\":");
+    write_json_str(line, request.route)?;
+    line.push_str(",\"status\":");
+    line.push_str(itoa::Buffer::new().format(request.status));
+    line.push_str(",\"latency_ms\":");
+    write_f64(line, request.latency_ms())?;
+    line.push_str(",\"request_id\":");
+    write_json_str(line, request.request_id)?;
+    line.push_str(",\"target\":");
+    write_json_str(line, request.target)?;
     line.push_str("}\n");
     Ok(())
 }
@@ -198,18 +240,20 @@ impl<W: fmt::Write> Visit for FieldWriter<'_, W> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // JSON has no NaN or infinity; `null` is what serde_json writes for them.
-        self.pair(field, |w| {
-            if value.is_finite() {
-                w.write_str(zmij::Buffer::new().format_finite(value))
-            } else {
-                w.write_str("null")
-            }
-        });
+        self.pair(field, |w| write_f64(w, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.pair(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+}
+
+/// A number as serde_json writes it; `null` for NaN and infinities, which JSON does not have.
+fn write_f64(w: &mut impl fmt::Write, value: f64) -> fmt::Result {
+    if value.is_finite() {
+        w.write_str(zmij::Buffer::new().format_finite(value))
+    } else {
+        w.write_str("null")
     }
 }
 
@@ -313,6 +357,128 @@ mod tests {
         assert_eq!(
             parsed,
             now.replace_nanosecond(now.microsecond() * 1000).unwrap()
+        );
+    }
+
+    /// What a subscriber with [`JsonLine`] writes for the events `log` makes.
+    fn formatted(log: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&out);
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(JsonFields)
+            .event_format(JsonLine)
+            .with_writer(move || Sink(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let bytes = out.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The line without its timestamp (`{"timestamp":"…",` is 42 bytes).
+    fn untimed(line: &str) -> &str {
+        assert!(line.starts_with("{\"timestamp\":\""), "{line}");
+        &line[42..]
+    }
+
+    #[test]
+    fn the_request_line_written_directly_is_the_events_line_byte_for_byte() {
+        let target = "render_deploy::server::middleware";
+        for (method, route, status, micros, id) in [
+            ("GET", "/livez", 200, 52, "d8a7af8672548d1e168f523cd02071c9"),
+            (
+                "POST",
+                "/hooks/deploy",
+                401,
+                70_000,
+                "caller's \"id\" \\ here",
+            ),
+            ("DELETE", "unmatched", 405, 0, "x"),
+            ("GET", "/", 503, 12_345_678, "id"),
+        ] {
+            let request = RequestLine {
+                target,
+                method,
+                route,
+                status,
+                latency: std::time::Duration::from_micros(micros),
+                request_id: id,
+            };
+            let mut direct = String::new();
+            write_request_line(&mut direct, &request).unwrap();
+            let event = formatted(|| {
+                tracing::info!(
+                    target: "render_deploy::server::middleware",
+                    method,
+                    route,
+                    status,
+                    latency_ms = request.latency_ms(),
+                    request_id = id,
+                    "request"
+                )
+            });
+            assert_eq!(untimed(&direct), untimed(&event));
+            let parsed: serde_json::Value = serde_json::from_str(&direct).unwrap();
+            assert_eq!(parsed["request_id"], id);
+        }
+    }
+
+    #[test]
+    fn inside_a_request_scope_events_carry_its_id_as_the_request_span_would() {
+        use futures_util::FutureExt;
+        use tracing::Span;
+        let id = axum::http::HeaderValue::from_static("req-7");
+        // The task-local, as the middleware uses it when our JSON subscriber reads it alone.
+        let local = formatted(|| {
+            let scope = request_log::RequestScope::Local(id.clone());
+            scope.in_scope(|| tracing::warn!("made"));
+            scope
+                .wrap(async {
+                    tracing::warn!(n = 1, "polled");
+                    tracing::info_span!("inner", step = "two")
+                        .in_scope(|| tracing::warn!("nested"));
+                })
+                .now_or_never()
+                .unwrap();
+            tracing::warn!("after");
+        });
+        // The span, as with any other subscriber.
+        let spanned = formatted(|| {
+            let span: Span = tracing::info_span!("request", request_id = "req-7");
+            span.in_scope(|| tracing::warn!("made"));
+            span.in_scope(|| tracing::warn!(n = 1, "polled"));
+        });
+        let lines: Vec<&str> = local.lines().map(untimed).collect();
+        assert_eq!(lines.len(), 4, "{local}");
+        let span_lines: Vec<&str> = spanned.lines().map(untimed).collect();
+        assert_eq!(lines[..2], span_lines[..], "the two ways agree");
+        assert!(
+            lines[1].ends_with(r#""span":{"request_id":"req-7","name":"request"}}"#),
+            "{}",
+            lines[1]
+        );
+        // Inside a span the handler opens, the id is kept beside that span's fields.
+        assert!(
+            lines[2].ends_with(r#""span":{"request_id":"req-7","step":"two","name":"inner"}}"#),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            !lines[3].contains("span"),
+            "outside the scope: {}",
+            lines[3]
         );
     }
 

@@ -96,6 +96,11 @@ impl Shared {
 }
 
 impl LineBuffer {
+    /// Queues one whole line (dropped and counted when the buffer is full or closed).
+    pub fn push(&self, line: &[u8]) {
+        self.shared.push(line);
+    }
+
     /// Starts the writer thread on `out` (named `thread_name`); lines beyond `limit` bytes
     /// waiting are dropped.
     pub fn spawn(

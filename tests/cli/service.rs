@@ -442,3 +442,76 @@ fn serve_exits_78_for_any_configuration_problem_and_1_when_the_port_is_taken() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cannot listen"), "{out}");
 }
+
+/// Polls the process's stdout until a line satisfies `wanted`; that line as JSON.
+fn wait_log_line(app: &Running, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = app
+            .stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|line| wanted(line));
+        if let Some(line) = found {
+            return line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such log line within 10 s:\n{}",
+            app.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_handlers_events_carry_the_request_id_and_the_request_line_its_fields_with_or_without_a_span_filter()
+ {
+    let (_pg, url) = database().await;
+    // A plain RUST_LOG: the id rides without a span; one with a span directive: in the span.
+    let mut shapes = Vec::new();
+    for rust_log in ["info", "info,[request]=info"] {
+        let app = serve(&url, &[("LOG_FORMAT", "json"), ("RUST_LOG", rust_log)]);
+        let id = format!("req-\"quoted\"-{}", shapes.len());
+        let refused = request(
+            app.port,
+            "POST",
+            "/hooks/deploy",
+            &[("x-request-id", &id)],
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(refused.status, 401, "{rust_log}");
+        let event = wait_log_line(&app, |l| l["message"] == "deploy hook: delivery refused");
+        assert_eq!(
+            event["span"],
+            serde_json::json!({ "request_id": id, "name": "request" }),
+            "RUST_LOG={rust_log}: {event}"
+        );
+        let line = wait_log_line(&app, |l| {
+            l["message"] == "request" && l["route"] == "/hooks/deploy"
+        });
+        assert_eq!(line["method"], "POST", "{line}");
+        assert_eq!(line["status"], 401, "{line}");
+        assert_eq!(line["request_id"], id, "{line}");
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(
+            line["target"], "render_deploy::server::middleware",
+            "{line}"
+        );
+        assert!(
+            line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{line}"
+        );
+        assert!(
+            line.get("span").is_none(),
+            "logged outside the request: {line}"
+        );
+        let keys =
+            |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        shapes.push((keys(&event), keys(&line)));
+    }
+    assert_eq!(shapes[0], shapes[1], "the two ways give lines of one shape");
+}
