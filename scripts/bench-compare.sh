@@ -58,7 +58,7 @@ if [ "${1:-}" = "--rss" ]; then
   done_requests=0 first= samples=()
   while [ "$done_requests" -lt "$REQUESTS" ]; do
     for path in /livez /; do
-      out=$(wrk -t1 -c32 -d"$DURATION" "$ours$path")
+      out=$("${BENCH_WRK[@]}" -t1 -c32 -d"$DURATION" "$ours$path")
       n=$(awk '/requests in/ { print $1 }' <<<"$out")
       done_requests=$((done_requests + n))
     done
@@ -106,7 +106,7 @@ done
 
 echo
 echo "commit $commit; $(nproc) CPUs shared by wrk, both services and PostgreSQL; load average $load at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
-echo "wrk -t1 -d$DURATION, $ROUNDS interleaved rounds; medians; ratios = median of the per-round ratios"
+echo "${BENCH_WRK[*]} -t1 -d$DURATION, $ROUNDS interleaved rounds; medians; ratios = median of the per-round ratios"
 echo "rate ratio = ours/peer requests per second; CPU ratio = peer/ours CPU time per request (the"
 echo "server process's user + system time, all threads): above 1 means ours spends less per request"
 echo

@@ -60,11 +60,20 @@ bench_wait_ok() {
   done
 }
 
+# wrk runs on the last CPU when there are two or more (and taskset is there): the scheduler then
+# cannot move it onto the server's busiest core mid-run, which made runs of one binary differ by
+# up to ±10 %; pinned, two runs of one binary as two variants agreed within 1.2 % (9 rounds).
+# BENCH_PIN=off leaves it unpinned.
+BENCH_WRK=(wrk)
+if [ "${BENCH_PIN:-on}" != off ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  BENCH_WRK=(taskset -c "$(($(nproc) - 1))" wrk)
+fi
+
 # bench_wrk CONNECTIONS DURATION URL: prints "REQ_PER_SEC P99_MS REQUESTS" of one wrk -t1 round;
 # a non-2xx answer or a socket error fails the script (a fast error is not a fast service).
 bench_wrk() {
   local out
-  out=$(wrk -t1 -c"$1" -d"$2" --latency "$3")
+  out=$("${BENCH_WRK[@]}" -t1 -c"$1" -d"$2" --latency "$3")
   if grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out"; then
     echo "wrk $3 saw errors:" >&2; echo "$out" >&2; return 1
   fi

@@ -19,6 +19,7 @@ mod error_body;
 pub mod events;
 pub mod listener;
 pub mod middleware;
+mod request_context;
 mod request_metrics;
 mod routes;
 mod shutdown;
@@ -46,6 +47,7 @@ use connections::MaxConnections;
 use error_body::json_error;
 pub use listener::{DrainReport, ServeOptions};
 use middleware::{AroundRequestLayer, MiddlewareState};
+pub use request_context::{MissingRequestId, RequestId};
 pub use shutdown::{MissingShutdown, Shutdown};
 
 /// Why the service could not be built or could not listen.

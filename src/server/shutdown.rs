@@ -8,14 +8,13 @@
 //! [`Deployment::serve_with`](super::Deployment::serve_with)), at the same time as `/health`
 //! starts answering `draining`.
 //!
-//! Handlers get it as an extractor (the server puts it in every request's extensions) or from
+//! Handlers get it as an extractor (the server puts it in every request's extensions; the
+//! extractor is in [`request_context`](super::request_context)) or from
 //! [`Deployment::shutdown`](super::Deployment::shutdown) for state built before serving.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -76,17 +75,5 @@ impl IntoResponse for MissingShutdown {
     fn into_response(self) -> Response {
         tracing::error!(error = %self, "handler cannot get the shutdown signal");
         json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Shutdown {
-    type Rejection = MissingShutdown;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Shutdown>()
-            .cloned()
-            .ok_or(MissingShutdown)
     }
 }

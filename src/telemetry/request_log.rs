@@ -44,6 +44,9 @@ pub(super) fn installed(json: bool, filter_reads_spans: bool) {
     SPANLESS.store(json && !filter_reads_spans, Ordering::Relaxed);
 }
 
+/// A future inside a [`RequestScope`].
+pub type Scoped<F> = Either<Instrumented<F>, TaskLocalFuture<HeaderValue, F>>;
+
 /// How a request's id reaches the events logged while it is handled.
 #[derive(Debug)]
 pub enum RequestScope {
@@ -73,10 +76,7 @@ impl RequestScope {
     }
 
     /// `future`, inside the scope each time it is polled.
-    pub fn wrap<F: Future>(
-        self,
-        future: F,
-    ) -> Either<Instrumented<F>, TaskLocalFuture<HeaderValue, F>> {
+    pub fn wrap<F: Future>(self, future: F) -> Scoped<F> {
         match self {
             RequestScope::Span(span) => Either::Left(future.instrument(span)),
             RequestScope::Local(id) => Either::Right(REQUEST_ID.scope(id, future)),

@@ -1,5 +1,6 @@
 //! The shutdown signal of a served `Deployment`: a handler's long poll and a task spawned with
-//! `deployment.shutdown()` both end when draining begins, so the drain is not held open.
+//! `deployment.shutdown()` both end when draining begins, so the drain is not held open; and
+//! the request id, the other extractor the server provides.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use axum::routing::get;
 use render_deploy::Deployment;
 use render_deploy::config::{Config, Mode};
 use render_deploy::local_postgres::LocalPostgres;
-use render_deploy::server::Shutdown;
+use render_deploy::server::{RequestId, Shutdown};
 use tokio::sync::mpsc;
 
 use crate::support::canary;
@@ -49,6 +50,7 @@ async fn a_long_poll_and_a_background_task_end_when_draining_begins() {
     };
     let app = Router::new()
         .route("/poll", get(long_poll))
+        .route("/id", get(|id: RequestId| async move { id.to_string() }))
         .merge(deployment.routes());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -67,6 +69,24 @@ async fn a_long_poll_and_a_background_task_end_when_draining_begins() {
             .await
             .unwrap()
     });
+    // The request id is an extractor too: the caller's, or the one the answer's header gives.
+    let client = crate::support::reqwest_client();
+    let mine = client
+        .get(format!("http://127.0.0.1:{port}/id"))
+        .header("x-request-id", "caller-id-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.text().await.unwrap(), "caller-id-7");
+    let made = client
+        .get(format!("http://127.0.0.1:{port}/id"))
+        .send()
+        .await
+        .unwrap();
+    let header = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made.text().await.unwrap(), header);
+    assert_eq!(header.len(), 32);
+
     let within = Duration::from_secs(10);
     tokio::time::timeout(within, handler_waits.recv())
         .await

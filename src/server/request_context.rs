@@ -1,0 +1,139 @@
+//! What the server puts in every request's extensions: the request's id and the shutdown
+//! signal, in one entry, and the extractors that read them.
+//!
+//! Each extension is a box of its own in a map that axum has already put two entries in (the
+//! matched path and the path parameters); a third and a fourth made the map grow on every
+//! request (`perf`: the map's rehash and three allocations per request, against one now).
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error_body::json_error;
+use super::shutdown::{MissingShutdown, Shutdown};
+
+/// The request-id header, read from the caller or made up.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// The same, as a header name made once (from a `&str` it is parsed on every use).
+pub(crate) static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST_ID);
+
+/// The id of the current request: the caller's `x-request-id` when it is short visible ASCII,
+/// else 32 random hex digits. Handlers take it as an extractor; every log line of the request
+/// and its answer's `x-request-id` header carry it.
+#[derive(Debug, Clone)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The caller's id when it is acceptable (a clone of the header, no copy), else a new one.
+    pub(crate) fn of(request: &Request) -> Self {
+        match request.headers().get(&REQUEST_ID_HEADER) {
+            Some(v) if is_acceptable(v.as_bytes()) => RequestId(v.clone()),
+            _ => Self::new(),
+        }
+    }
+
+    /// 128 random bits as 32 hex digits, encoded on the stack.
+    fn new() -> Self {
+        let bits = crate::random::request_id_bits();
+        let mut text = [0u8; 32];
+        hex::encode_to_slice(bits.to_be_bytes(), &mut text).expect("32 hex digits for 16 bytes");
+        RequestId(HeaderValue::from_bytes(&text).expect("hex digits are a valid header value"))
+    }
+
+    /// The id as text (short visible ASCII: a caller's id is kept only when it is).
+    pub fn as_str(&self) -> &str {
+        // Only ids that passed `is_acceptable` (visible ASCII) or were made here are stored.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    pub(crate) fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    pub(crate) fn into_header_value(self) -> HeaderValue {
+        self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A caller's request id is kept when it is short visible ASCII (it goes into logs).
+fn is_acceptable(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 128 && v.iter().all(u8::is_ascii_graphic)
+}
+
+/// The one extension the server adds to every request.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestContext {
+    id: RequestId,
+    shutdown: Shutdown,
+}
+
+impl RequestContext {
+    pub(crate) fn insert(request: &mut Request, id: &RequestId, shutdown: &Shutdown) {
+        request.extensions_mut().insert(RequestContext {
+            id: id.clone(),
+            shutdown: shutdown.clone(),
+        });
+    }
+}
+
+/// The request's id, when the router is served by [`Deployment`](super::Deployment).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("no request id in the request's extensions (serve with Deployment)")]
+pub struct MissingRequestId;
+
+impl IntoResponse for MissingRequestId {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self, "handler cannot get the request id");
+        json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = MissingRequestId;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .map(|context| context.id.clone())
+            .ok_or(MissingRequestId)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Shutdown {
+    type Rejection = MissingShutdown;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let extensions = &parts.extensions;
+        extensions
+            .get::<RequestContext>()
+            .map(|context| context.shutdown.clone())
+            // A router served some other way, with `Extension(Shutdown::from_token(…))`.
+            .or_else(|| extensions.get::<Shutdown>().cloned())
+            .ok_or(MissingShutdown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callers_request_id_is_kept_only_when_printable_and_short() {
+        assert!(is_acceptable(b"abc-123"));
+        assert!(!is_acceptable(b""));
+        assert!(!is_acceptable(b"has space"));
+        assert!(!is_acceptable("é".as_bytes()));
+        assert!(!is_acceptable("x".repeat(129).as_bytes()));
+        let id = RequestId::new();
+        assert_eq!(id.as_str().len(), 32);
+        assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
