@@ -132,6 +132,25 @@ fn filter_for(rust_log: Option<&str>) -> (Option<Targets>, Option<EnvFilter>) {
     }
 }
 
+/// Writes a request's line straight into the log buffer when our JSON subscriber is installed
+/// ([`request_log`] says why); false otherwise, and the caller logs it as an event. The caller
+/// has checked that the event is enabled.
+pub fn write_request_line(line: &request_log::RequestLine<'_>) -> bool {
+    if !request_log::json_installed() {
+        return false;
+    }
+    let Some(buffer) = LOG_BUFFER.get() else {
+        return false;
+    };
+    // Formatting into a `String` cannot fail.
+    let _ = json_line::with_scratch(|text| {
+        json_line::write_request_line(text, line)?;
+        buffer.push(text.as_bytes());
+        Ok(())
+    });
+    true
+}
+
 /// Log lines dropped so far because stdout did not keep up (0 before [`init_logging`]).
 pub fn dropped_log_lines() -> u64 {
     LOG_BUFFER.get().map_or(0, LineBuffer::dropped)

@@ -6,13 +6,14 @@
 //! axum's `from_fn` plus `Extension` plus tower-http's `CatchPanicLayer`: axum wraps each layer
 //! around every route and clones each one's boxed service per request, and `from_fn` boxes the
 //! next service and clones its state as well. Measured against a bare axum service with
-//! `scripts/bench-compare.sh`, the rest is kept lean too: the request id comes without a system
-//! call ([`crate::random::request_id_bits`]) and is built in a stack buffer, shared between the
-//! extension and the response header without another copy; the route label is the matched path's
-//! shared string; metric handles are looked up once per route and status
-//! ([`super::request_metrics`]); the timeout's timer is set only for an answer that is not ready
-//! at once; and the log line is formatted without a per-field allocation and written by another
-//! thread ([`crate::telemetry`]).
+//! `scripts/bench-compare.sh`, the rest is kept lean too: the answer is a future of its own
+//! (`AroundFuture`, small enough for the allocator's per-thread cache); the request id comes
+//! without a system call ([`crate::random::request_id_bits`]) and goes with the shutdown signal
+//! in one extension (`request_context`); the route label is the matched path's shared
+//! string; metric handles are looked up once per route and status ([`super::request_metrics`]);
+//! the timeout's timer is set only for an answer that is not ready at once; and with our JSON
+//! log the request's id reaches its events without a span and its line is written directly
+//! ([`crate::telemetry::request_log`]).
 
 use std::convert::Infallible;
 use std::future::{Future, Ready};
@@ -27,7 +28,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use futures_util::future::Either;
 
-use crate::telemetry::request_log::{self, RequestLine, RequestScope, Scoped};
+use crate::telemetry::request_log::{RequestLine, RequestScope, Scoped};
 
 use super::error_body::json_error;
 pub use super::request_context::RequestId;
@@ -222,7 +223,7 @@ impl After {
                 request_id: id.as_str(),
             };
             // Our JSON subscriber takes the line as it is; any other gets the event.
-            if !request_log::write_json(&line) {
+            if !crate::telemetry::write_request_line(&line) {
                 tracing::info!(
                     method = line.method,
                     route,

@@ -6,17 +6,18 @@
 //! tracing as any event would otherwise (the pretty format, a host application's subscriber).
 //!
 //! - **The id.** A tracing span per request gives every subscriber the id, and costs a span's
-//!   creation, an enter and an exit per poll, and its closing: `perf` on `/livez` put the span
-//!   at ~0.5 µs of the ~2.5 µs the middleware cost per request. With our JSON subscriber and a
-//!   `RUST_LOG` of levels and targets nothing needs the span itself: the id rides in a
-//!   task-local (tokio's, set and restored around each poll of the handler's future) and the
-//!   formatter writes it where the span's fields went (`"span":{"request_id":…,"name":"request"}`).
-//!   A `RUST_LOG` with span directives (`[request{request_id=…}]=debug`) gets the span, which
-//!   it filters on.
+//!   creation, an enter and an exit per poll, and its closing: `perf` on `/livez` put the
+//!   span's creation at 0.24 µs and its closing at 0.16 µs per request, of the 2.45 µs that the
+//!   middleware and the handler took. With our JSON subscriber and a `RUST_LOG` of levels and
+//!   targets nothing needs the span itself: the id rides in a task-local (tokio's, set and
+//!   restored around each poll of the handler's future) and the formatter writes it where the
+//!   span's fields went (`"span":{"request_id":…,"name":"request"}`). A `RUST_LOG` with span
+//!   directives (`[request{request_id=…}]=debug`) gets the span, which it filters on.
 //! - **The line.** The request line has fixed fields, so with our JSON subscriber it is written
-//!   straight into the log buffer, the same bytes the formatter would give the event
-//!   (a test compares the two), without the event's dispatch through the subscriber's layers
-//!   and the visit of its fields.
+//!   straight into the log buffer ([`super::write_request_line`]), the same bytes the formatter
+//!   would give the event (a test compares the two), without the event's dispatch through the
+//!   subscriber's layers and the visit of its fields (`perf`: 0.64 µs per request through
+//!   `tracing`, about 0.25 µs written directly).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,20 +118,8 @@ impl RequestLine<'_> {
     }
 }
 
-/// Writes `line` into the log buffer when our JSON subscriber is installed; false otherwise,
-/// when the caller logs it as an event. The caller has checked that the event is enabled.
-pub fn write_json(line: &RequestLine<'_>) -> bool {
-    if !JSON.load(Ordering::Relaxed) {
-        return false;
-    }
-    let Some(buffer) = super::LOG_BUFFER.get() else {
-        return false;
-    };
-    // Formatting into a `String` cannot fail.
-    let _ = super::json_line::with_scratch(|text| {
-        super::json_line::write_request_line(text, line)?;
-        buffer.push(text.as_bytes());
-        Ok(())
-    });
-    true
+/// Whether our JSON subscriber is installed (and so takes a request's line as it is:
+/// [`super::write_request_line`]).
+pub(super) fn json_installed() -> bool {
+    JSON.load(Ordering::Relaxed)
 }
