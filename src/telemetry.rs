@@ -18,7 +18,7 @@ pub use crate::config::LogFormat;
 
 mod json_line;
 mod line_buffer;
-pub mod request_log;
+pub(crate) mod request_log;
 
 pub use json_line::{JsonFields, JsonLine};
 use line_buffer::LineBuffer;
@@ -135,7 +135,7 @@ fn filter_for(rust_log: Option<&str>) -> (Option<Targets>, Option<EnvFilter>) {
 /// Writes a request's line straight into the log buffer when our JSON subscriber is installed
 /// ([`request_log`] says why); false otherwise, and the caller logs it as an event. The caller
 /// has checked that the event is enabled.
-pub fn write_request_line(line: &request_log::RequestLine<'_>) -> bool {
+pub(crate) fn write_request_line(line: &request_log::RequestLine<'_>) -> bool {
     if !request_log::json_installed() {
         return false;
     }

@@ -13,7 +13,7 @@
 //! string; metric handles are looked up once per route and status ([`super::request_metrics`]);
 //! the timeout's timer is set only for an answer that is not ready at once; and with our JSON
 //! log the request's id reaches its events without a span and its line is written directly
-//! ([`crate::telemetry::request_log`]).
+//! (`telemetry::request_log`).
 
 use std::convert::Infallible;
 use std::future::{Future, Ready};

@@ -88,7 +88,7 @@ impl RequestScope {
 /// Calls `f` with the id of the request being handled, if a [`RequestScope::Local`] is being
 /// polled on this thread.
 pub(super) fn with_current_id<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
-    // Only ids that are visible ASCII are ever made or kept (see the middleware).
+    // Only ids that are visible ASCII are ever made or kept (`server::request_context`).
     REQUEST_ID
         .try_with(|id| f(id.to_str().unwrap_or_default()))
         .ok()
