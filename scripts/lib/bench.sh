@@ -60,9 +60,9 @@ bench_wait_ok() {
   done
 }
 
-# wrk runs on the last CPU when there are two or more (and taskset is there): the scheduler then
-# cannot move it onto the server's busiest core mid-run, which made runs of one binary differ by
-# up to ±10 %; pinned, two runs of one binary as two variants agreed within 1.2 % (9 rounds).
+# wrk runs on the last CPU when there are two or more (and taskset is there): unpinned, runs of
+# one binary differed by up to ±10 %; pinned, two runs of one binary as two variants agreed
+# within 1.2 % (9 rounds).
 # BENCH_PIN=off leaves it unpinned.
 BENCH_WRK=(wrk)
 if [ "${BENCH_PIN:-on}" != off ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then

@@ -135,7 +135,7 @@ pin_project_lite::pin_project! {
     /// A future of its own rather than a boxed `async` block: the block held the handler's
     /// future twice over (captured, then moved into the timeout) beside a timer, 1,560 bytes in
     /// all, past the size glibc's per-thread cache serves (1,032), and it was built on the stack
-    /// and copied into its box; `perf` showed the copy and the allocator's slow path. This one
+    /// and copied into its box. This one
     /// holds the handler's future once, boxes the timer only when the answer is not ready at
     /// once, and is boxed once, by axum.
     pub(crate) struct AroundFuture<F> {
