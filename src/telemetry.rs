@@ -167,6 +167,11 @@ fn stdout() -> Box<dyn std::io::Write + Send> {
     }
 }
 
+/// The upper bounds, in seconds, of every latency histogram's buckets.
+pub(crate) const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// The process's Prometheus recorder, installed on first use, with its upkeep on a timer.
 ///
 /// The recorder keeps every histogram sample until upkeep folds them into the buckets: it runs
@@ -179,9 +184,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     let handle = HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ])
+                .set_buckets(&LATENCY_BUCKETS)
                 .expect("the bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();

@@ -21,6 +21,7 @@ pub mod listener;
 pub mod middleware;
 mod request_context;
 mod request_metrics;
+use request_metrics::RequestMetrics;
 mod routes;
 mod shutdown;
 mod tracked;
@@ -81,6 +82,8 @@ pub struct Deployment {
     lifecycle: Lifecycle,
     hooks: HookState,
     info: ServiceInfo,
+    /// Counted by the middleware of every route, rendered by `/metrics`.
+    request_metrics: RequestMetrics,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -143,6 +146,7 @@ impl Deployment {
             lifecycle,
             hooks,
             info,
+            request_metrics: RequestMetrics::default(),
         })
     }
 
@@ -199,7 +203,12 @@ impl Deployment {
                     0.0
                 });
             });
-            let state = routes::MetricsState::new(telemetry::metrics_handle(), token, refresh);
+            let state = routes::MetricsState::new(
+                telemetry::metrics_handle(),
+                self.request_metrics.clone(),
+                token,
+                refresh,
+            );
             router = router.route("/metrics", get(routes::metrics).with_state(state));
         }
         router
@@ -286,7 +295,7 @@ impl Deployment {
             request_timeout: self.config.request_timeout,
             lifecycle: self.lifecycle.clone(),
             shutdown: self.shutdown(),
-            metrics: request_metrics::RequestMetrics::default(),
+            metrics: self.request_metrics.clone(),
         };
         app.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
             // axum keeps its `Allow` header on this answer; without it the body would be empty.

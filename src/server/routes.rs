@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::error_body::json_error;
+use super::request_metrics::RequestMetrics;
 use crate::pool::PoolManager;
 
 /// What `/` needs.
@@ -75,6 +76,8 @@ pub async fn root(State(state): State<RootState>) -> Response {
 pub(crate) struct MetricsState {
     /// The Prometheus renderer.
     pub handle: PrometheusHandle,
+    /// The HTTP metrics, counted outside the recorder.
+    pub requests: RequestMetrics,
     /// SHA-256 of `METRICS_TOKEN`: compared digest to digest, so the comparison's timing
     /// says nothing about the token.
     pub token_digest: [u8; 32],
@@ -86,11 +89,13 @@ impl MetricsState {
     /// Guards `/metrics` with `token`.
     pub fn new(
         handle: PrometheusHandle,
+        requests: RequestMetrics,
         token: &SecretString,
         refresh: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
         Self {
             handle,
+            requests,
             token_digest: Sha256::digest(token.expose_secret()).into(),
             refresh,
         }
@@ -113,9 +118,7 @@ pub async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> R
             .into_response();
     }
     (state.refresh)();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.handle.render(),
-    )
-        .into_response()
+    let mut text = state.handle.render();
+    state.requests.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
