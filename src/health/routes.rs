@@ -1,11 +1,13 @@
 //! The service's health report (`GET /health`) and liveness (`GET /livez`), with Render's
 //! semantics: which database states are 200 and which are 503 under each `HEALTH_DB_POLICY`.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -355,16 +357,14 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 async fn health(State(state): State<HealthState>) -> Response {
     let report = state.report().await;
-    // The report is about 250 bytes: one allocation, no growth.
-    let mut body = Vec::with_capacity(384);
-    if serde_json::to_writer(&mut body, &report).is_err() {
+    let Some(body) = body_of(&report) else {
         // Serializing plain strings and numbers cannot fail; answer as a failed check would.
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CACHE_CONTROL, NO_STORE)],
         )
             .into_response();
-    }
+    };
     (
         report.status.http_status(),
         [
@@ -377,6 +377,41 @@ async fn health(State(state): State<HealthState>) -> Response {
         .into_response()
 }
 
+/// `report` as JSON: the body this thread wrote last when the report is the same, else a new
+/// one (kept for next time).
+///
+/// A cached report changes once a second (`age_seconds`) or when the cache is refreshed, and
+/// a busy instance answers it thousands of times in between: serializing it each time was a
+/// measurable share of a cached `/health`. The report is the whole key (equal reports give
+/// equal bodies), and each thread keeps its own, so that no other thread's answers touch it.
+fn body_of(report: &HealthReport) -> Option<Bytes> {
+    thread_local! {
+        static LAST: RefCell<Option<(HealthReport, Bytes)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        // Only this function borrows it, and it does not call itself; a failed borrow would
+        // just go without the kept body.
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return serialize(report);
+        };
+        if let Some((kept, body)) = last.as_ref()
+            && kept == report
+        {
+            return Some(body.clone());
+        }
+        let body = serialize(report)?;
+        *last = Some((report.clone(), body.clone()));
+        Some(body)
+    })
+}
+
+fn serialize(report: &HealthReport) -> Option<Bytes> {
+    // The report is about 250 bytes: one allocation, no growth.
+    let mut body = Vec::with_capacity(384);
+    serde_json::to_writer(&mut body, report).ok()?;
+    Some(Bytes::from(body))
+}
+
 async fn livez(State(state): State<HealthState>) -> Response {
     let (status, body) = if state.inner.lifecycle.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
@@ -384,4 +419,48 @@ async fn livez(State(state): State<HealthState>) -> Response {
         (StatusCode::OK, "ok")
     };
     (status, [(header::CACHE_CONTROL, NO_STORE)], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(age_seconds: u64, instance: &str) -> HealthReport {
+        HealthReport {
+            status: HealthStatus::Healthy,
+            database: DatabaseReport {
+                status: DatabaseStatus::Up,
+                latency_ms: 3,
+                error: None,
+            },
+            checked_at: "2026-12-01T00:00:00.000000Z".into(),
+            cached: true,
+            age_seconds,
+            version: "1.2.3".into(),
+            instance: instance.into(),
+        }
+    }
+
+    #[test]
+    fn an_equal_report_reuses_the_body_and_any_change_makes_a_new_one() {
+        let first = report(7, "a");
+        let body = body_of(&first).unwrap();
+        assert_eq!(body, serde_json::to_vec(&first).unwrap());
+        // The same report, even as another value: the same bytes, not serialized again.
+        let again = body_of(&report(7, "a")).unwrap();
+        assert_eq!(again.as_ptr(), body.as_ptr());
+        // A second later, or any other field: the body says so.
+        for changed in [report(8, "a"), report(7, "b")] {
+            let body = body_of(&changed).unwrap();
+            assert_eq!(body, serde_json::to_vec(&changed).unwrap());
+        }
+        let mut draining = report(8, "b");
+        draining.status = HealthStatus::Draining;
+        let body = body_of(&draining).unwrap();
+        assert!(
+            std::str::from_utf8(&body)
+                .unwrap()
+                .contains("\"status\":\"draining\"")
+        );
+    }
 }
