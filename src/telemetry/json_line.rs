@@ -302,8 +302,11 @@ struct Escaped<W>(W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        // Most text (field names, routes, ids) needs no escape: one check, one write.
-        if !s.bytes().any(needs_escape) {
+        // Most text (field names, routes, ids) needs no escape: one check, one write. The
+        // check looks at every byte rather than stopping at the first that needs an escape, so
+        // that the compiler checks them many at a time (`any` stopped at each byte: `perf` put
+        // this function at 80 ns per request line).
+        if !s.bytes().fold(false, |found, b| found | needs_escape(b)) {
             return self.0.write_str(s);
         }
         let mut plain = 0;
