@@ -49,6 +49,12 @@ pub(crate) struct MiddlewareState {
     pub metrics: RequestMetrics,
 }
 
+impl AsRef<RequestMetrics> for MiddlewareState {
+    fn as_ref(&self) -> &RequestMetrics {
+        &self.metrics
+    }
+}
+
 /// Wraps every route in [`AroundRequest`].
 #[derive(Debug, Clone)]
 pub(crate) struct AroundRequestLayer(Arc<MiddlewareState>);
@@ -117,8 +123,7 @@ where
             answer: scope.wrap(handled),
             timer: None,
             after: Some(After {
-                in_flight: self.state.metrics.enter(),
-                state: Arc::clone(&self.state),
+                in_flight: InFlight::enter(Arc::clone(&self.state)),
                 started,
                 id,
                 method,
@@ -163,7 +168,7 @@ where
         let answered = match this.answer.poll(cx) {
             Poll::Ready(response) => Some(response),
             Poll::Pending => {
-                let deadline = after.started + after.state.request_timeout;
+                let deadline = after.started + after.in_flight.owner().request_timeout;
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
@@ -181,8 +186,8 @@ where
 /// What every answer gets once the handler is done: the 408 if it was not done in time, the
 /// in-flight count, `Connection: close` while draining, metrics, the log line, the id header.
 struct After {
-    in_flight: InFlight,
-    state: Arc<MiddlewareState>,
+    /// Also the reference to the layer's state.
+    in_flight: InFlight<MiddlewareState>,
     started: Instant,
     id: RequestId,
     method: Method,
@@ -194,13 +199,12 @@ impl After {
     fn finish(self, answered: Option<Response>) -> Response {
         let After {
             in_flight,
-            state,
             started,
             id,
             method,
             route,
         } = self;
-        drop(in_flight);
+        let state = in_flight.owner();
         let mut response = answered
             .unwrap_or_else(|| json_error(StatusCode::REQUEST_TIMEOUT, "request timed out"));
         if state.lifecycle.is_draining() {

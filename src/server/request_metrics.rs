@@ -124,11 +124,30 @@ fn shard_index() -> usize {
 }
 
 /// One request counted in [`IN_FLIGHT`]; counted out when dropped, so a timeout or a panic is.
-pub(crate) struct InFlight(Arc<[Shard]>);
+///
+/// It holds the reference to whatever owns the metrics (the middleware's state), which the
+/// request keeps anyway: a reference of the guard's own would be one more count that both
+/// worker threads write on every request.
+pub(crate) struct InFlight<S: AsRef<RequestMetrics>>(Arc<S>);
 
-impl Drop for InFlight {
+impl<S: AsRef<RequestMetrics>> InFlight<S> {
+    /// Counts a request in flight, on `owner`'s metrics, until the guard is dropped.
+    pub(crate) fn enter(owner: Arc<S>) -> Self {
+        AsRef::<RequestMetrics>::as_ref(&*owner).shards[shard_index()]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        Self(owner)
+    }
+
+    /// What owns the metrics.
+    pub(crate) fn owner(&self) -> &S {
+        &self.0
+    }
+}
+
+impl<S: AsRef<RequestMetrics>> Drop for InFlight<S> {
     fn drop(&mut self) {
-        self.0[shard_index()]
+        AsRef::<RequestMetrics>::as_ref(&*self.0).shards[shard_index()]
             .in_flight
             .fetch_sub(1, Ordering::Relaxed);
     }
@@ -149,6 +168,12 @@ impl Default for RequestMetrics {
     }
 }
 
+impl AsRef<RequestMetrics> for RequestMetrics {
+    fn as_ref(&self) -> &RequestMetrics {
+        self
+    }
+}
+
 impl std::fmt::Debug for RequestMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestMetrics").finish_non_exhaustive()
@@ -156,14 +181,6 @@ impl std::fmt::Debug for RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Counts a request in flight until the returned guard is dropped.
-    pub(crate) fn enter(&self) -> InFlight {
-        self.shards[shard_index()]
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(&self.shards))
-    }
-
     /// Records one request answered with `status` on `route` after `latency`.
     pub(crate) fn record(&self, route: &str, status: u16, latency: Duration) {
         let seconds = latency.as_secs_f64();
@@ -262,10 +279,10 @@ mod tests {
         // More threads than shards, so that some share one.
         std::thread::scope(|s| {
             for t in 0..(SHARDS + 4) {
-                let metrics = metrics.clone();
+                let metrics = Arc::new(metrics.clone());
                 s.spawn(move || {
                     for _ in 0..100 {
-                        let guard = metrics.enter();
+                        let guard = InFlight::enter(Arc::clone(&metrics));
                         metrics.record("/livez", 200, Duration::from_micros(500));
                         drop(guard);
                     }
@@ -312,8 +329,12 @@ mod tests {
 
     #[test]
     fn a_request_let_in_on_one_thread_and_answered_on_another_is_counted_out() {
-        let metrics = RequestMetrics::default();
-        let guard = std::thread::scope(|s| s.spawn(|| metrics.enter()).join().unwrap());
+        let metrics = Arc::new(RequestMetrics::default());
+        let guard = std::thread::scope(|s| {
+            s.spawn(|| InFlight::enter(Arc::clone(&metrics)))
+                .join()
+                .unwrap()
+        });
         assert!(rendered(&metrics).contains("render_deploy_http_requests_in_flight 1\n"));
         drop(guard);
         assert_eq!(
