@@ -295,3 +295,77 @@ async fn a_deploy_event_or_a_pool_failure_makes_the_next_health_request_probe() 
     assert_eq!(code, StatusCode::OK);
     assert_eq!(service.db.pings(), 3);
 }
+
+/// The same answer as a fresh serialization of the report gives (`HealthState::report`).
+async fn assert_answer_is_the_report(service: &Service) -> Value {
+    let (status, _, body) = service.get("/health").await;
+    let report = service.state.report().await;
+    assert_eq!(body, serde_json::to_vec(&report).unwrap());
+    let expected = match report.status {
+        health::HealthStatus::Healthy | health::HealthStatus::Degraded => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    assert_eq!(status, expected);
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cached_answer_follows_its_age_a_new_probe_draining_and_its_own_service() {
+    // Each thread keeps the body it wrote last for a cached report; on one thread (this test's
+    // runtime), every answer must still be the report of its moment and of its own service.
+    let service = Service::new(DbPolicy::Strict, true);
+    let other = {
+        // Up too: its result differs from the first service's by the service alone.
+        let db = Database::new(true);
+        let state = HealthState::new(
+            &settings(DbPolicy::Strict),
+            db.probe(),
+            Lifecycle::new(),
+            ServiceInfo::new(Some("other-version"), Some("srv-other")),
+        );
+        Service {
+            db,
+            state,
+            lifecycle: Lifecycle::new(),
+        }
+    };
+    assert_eq!(service.health().await.1["cached"], false);
+    let first = assert_answer_is_the_report(&service).await;
+    assert_eq!(
+        (first["cached"].clone(), first["age_seconds"].clone()),
+        (true.into(), 0.into())
+    );
+    // The other service in between, on the same thread: its own body, not the one kept.
+    other.health().await;
+    let theirs = assert_answer_is_the_report(&other).await;
+    assert_eq!(theirs["instance"], "srv-other");
+    assert_eq!(theirs["version"], "other-version");
+    assert_eq!(assert_answer_is_the_report(&service).await, first);
+
+    // A second later the age says so.
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    let later = assert_answer_is_the_report(&service).await;
+    assert_eq!(later["age_seconds"], 1);
+    assert_eq!(later["checked_at"], first["checked_at"]);
+
+    // A new probe (after an invalidation) at the same age as the kept one: a new body.
+    service.db.set_up(false);
+    service.state.invalidate();
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    assert_eq!(service.health().await.1["cached"], false);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let failed = assert_answer_is_the_report(&service).await;
+    assert_eq!(
+        (failed["status"].clone(), failed["age_seconds"].clone()),
+        ("unhealthy".into(), 1.into())
+    );
+    assert_eq!(service.db.pings(), 2);
+
+    // Draining: never the kept answer.
+    service.lifecycle.start_draining();
+    let (code, body) = service.health().await;
+    assert_eq!(
+        (code, body["status"].clone()),
+        (StatusCode::SERVICE_UNAVAILABLE, "draining".into())
+    );
+}
