@@ -10,7 +10,7 @@
 //! (`AroundFuture`, small enough for the allocator's per-thread cache); the request id comes
 //! without a system call ([`crate::random::request_id_bits`]) and goes with the shutdown signal
 //! in one extension (`request_context`); the route label is the matched path's shared
-//! string; metric handles are looked up once per route and status ([`super::request_metrics`]);
+//! string; the HTTP metrics are counted per worker thread ([`super::request_metrics`]);
 //! the timeout's timer is set only for an answer that is not ready at once; and with our JSON
 //! log the request's id reaches its events without a span and its line is written directly
 //! (`telemetry::request_log`).
