@@ -21,7 +21,6 @@ pub mod listener;
 pub mod middleware;
 mod request_context;
 mod request_metrics;
-use request_metrics::RequestMetrics;
 mod routes;
 mod shutdown;
 mod tracked;
@@ -49,6 +48,7 @@ use error_body::json_error;
 pub use listener::{DrainReport, ServeOptions};
 use middleware::{AroundRequestLayer, MiddlewareState};
 pub use request_context::{MissingRequestId, RequestId};
+use request_metrics::RequestMetrics;
 pub use shutdown::{MissingShutdown, Shutdown};
 
 /// Why the service could not be built or could not listen.
