@@ -443,27 +443,14 @@ fn serve_exits_78_for_any_configuration_problem_and_1_when_the_port_is_taken() {
     assert!(out.contains("cannot listen"), "{out}");
 }
 
-/// Polls the process's stdout until a line satisfies `wanted`; that line as JSON.
+/// Waits for a line of the process's stdout that satisfies `wanted`; that line as JSON.
 fn wait_log_line(app: &Running, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = app
-            .stdout
-            .lock()
-            .unwrap()
+    app.wait_stdout(Duration::from_secs(10), |stdout| {
+        stdout
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|line| wanted(line));
-        if let Some(line) = found {
-            return line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no such log line within 10 s:\n{}",
-            app.output()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .find(|line| wanted(line))
+    })
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::http::{Response, request};
@@ -17,6 +17,8 @@ pub struct Running {
     pub port: u16,
     pub stdout: Arc<Mutex<String>>,
     pub stderr: Arc<Mutex<String>>,
+    /// Notified each time a line joins `stdout` (see [`wait_stdout`](Self::wait_stdout)).
+    stdout_grew: Arc<Condvar>,
     /// The threads that collect the two streams; joined once the process has exited, so that
     /// what it printed last is in `stdout`/`stderr` before a test reads them.
     collectors: Vec<std::thread::JoinHandle<()>>,
@@ -57,13 +59,14 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start render-deploy");
-        let (stdout, out_thread) = collect(child.stdout.take().unwrap());
-        let (stderr, err_thread) = collect(child.stderr.take().unwrap());
+        let (stdout, stdout_grew, out_thread) = collect(child.stdout.take().unwrap());
+        let (stderr, _, err_thread) = collect(child.stderr.take().unwrap());
         Self {
             child,
             port,
             stdout,
             stderr,
+            stdout_grew,
             collectors: vec![out_thread, err_thread],
         }
     }
@@ -98,6 +101,24 @@ impl Running {
                 panic!("no /health answer: {}", self.output());
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `found` finds what it looks for in the process's stdout so far (it is asked
+    /// again each time a line arrives), at most `within`; what it found.
+    pub fn wait_stdout<T>(&self, within: Duration, mut found: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        let mut stdout = self.stdout.lock().unwrap();
+        loop {
+            if let Some(value) = found(&stdout) {
+                return value;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(stdout);
+                panic!("not in stdout within {within:?}:\n{}", self.output());
+            }
+            stdout = self.stdout_grew.wait_timeout(stdout, left).unwrap().0;
         }
     }
 
@@ -156,16 +177,22 @@ impl Drop for Running {
 
 fn collect(
     stream: impl Read + Send + 'static,
-) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+) -> (
+    Arc<Mutex<String>>,
+    Arc<Condvar>,
+    std::thread::JoinHandle<()>,
+) {
     let buf = Arc::new(Mutex::new(String::new()));
-    let out = buf.clone();
+    let grew = Arc::new(Condvar::new());
+    let (out, notify) = (buf.clone(), grew.clone());
     let thread = std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
             out.lock().unwrap().push_str(&line);
+            notify.notify_all();
             line.clear();
         }
     });
-    (buf, thread)
+    (buf, grew, thread)
 }
