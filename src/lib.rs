@@ -185,6 +185,7 @@ pub mod database_url;
 pub mod health;
 #[cfg(feature = "dev")]
 pub mod local_postgres;
+mod per_thread;
 pub mod pool;
 mod random;
 #[cfg(feature = "rehearse")]

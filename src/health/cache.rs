@@ -10,9 +10,16 @@
 //! future) neither cancels the probe nor leaves the others waiting on a result that never comes.
 //! The probe is bounded by `probe_timeout`, so a hanging dependency becomes an unhealthy result,
 //! never a hung request.
+//!
+//! A fresh result is answered from a copy of it kept per thread ([`crate::per_thread`]),
+//! checked against a generation number that every change of the stored result bumps: a hit
+//! reads that number and writes only its own thread's memory, where through the shared lock
+//! every hit took the lock's cache line, and the stored text's reference count, from the other
+//! worker.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,6 +28,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::HealthSettings;
+use crate::per_thread;
 
 /// Counter: calls answered from a fresh stored result.
 pub const HITS_TOTAL: &str = "render_deploy_health_cache_hits_total";
@@ -132,6 +140,23 @@ struct Inner<T> {
     probe_timeout: Duration,
     check: BoxedCheck<T>,
     state: Mutex<State<T>>,
+    /// Bumped, under the state's lock, whenever `State::entry` changes: a thread's copy made
+    /// under generation `g` is the stored entry for as long as this still reads `g`.
+    generation: AtomicU64,
+    /// Per-thread copies of the stored entry (one per [`per_thread::slot`]).
+    copies: Box<[ThreadCopy<T>]>,
+}
+
+/// One thread's copy of the stored entry, on cache lines of its own.
+#[repr(align(128))]
+struct ThreadCopy<T>(Mutex<Option<Copied<T>>>);
+
+struct Copied<T> {
+    generation: u64,
+    /// With a text of its own, so that answering from it counts no shared reference.
+    entry: Entry<T>,
+    /// The hit counter, looked up once per copy rather than by name on every hit.
+    hits: metrics::Counter,
 }
 
 struct State<T> {
@@ -205,6 +230,10 @@ where
                     epoch: 0,
                     next_id: 0,
                 }),
+                generation: AtomicU64::new(0),
+                copies: (0..per_thread::SLOTS)
+                    .map(|_| ThreadCopy(Mutex::new(None)))
+                    .collect(),
             }),
         }
     }
@@ -215,14 +244,20 @@ where
     /// A healthy result is fresh for `cache_ttl`, an unhealthy one for `failure_ttl`, both
     /// counted from the moment the probe finished. Must be called within a Tokio runtime.
     pub async fn get(&self) -> Checked<T> {
+        if let Some(hit) = self.inner.hit_from_copy() {
+            return hit;
+        }
         let (id, mut rx) = {
             let mut state = self.inner.lock();
             let now = Instant::now();
             if let Some(entry) = &state.entry
-                && now.saturating_duration_since(entry.at) < self.inner.ttl(entry.healthy)
+                && self.inner.is_fresh(entry, now)
             {
-                metrics::counter!(HITS_TOTAL).increment(1);
-                return entry.checked(true, now);
+                let hits = metrics::counter!(HITS_TOTAL);
+                hits.increment(1);
+                let checked = entry.checked(true, now);
+                self.inner.keep_copy(entry, hits);
+                return checked;
             }
             metrics::counter!(MISSES_TOTAL).increment(1);
             let joinable = state.flight.as_ref().filter(|f| {
@@ -327,8 +362,7 @@ where
 
 impl<T> Inner<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // No code panics while holding the lock; should one ever, the state is still coherent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn ttl(&self, healthy: bool) -> Duration {
@@ -337,6 +371,49 @@ impl<T> Inner<T> {
         } else {
             self.failure_ttl
         }
+    }
+
+    fn is_fresh(&self, entry: &Entry<T>, now: Instant) -> bool {
+        now.saturating_duration_since(entry.at) < self.ttl(entry.healthy)
+    }
+
+    /// A hit answered from this thread's copy, when the copy is of the stored entry and fresh.
+    fn hit_from_copy(&self) -> Option<Checked<T>>
+    where
+        T: Clone,
+    {
+        // Acquire: pairs with the bump's release, so a copy of this generation is of the entry
+        // stored when it was made (and an invalidation that happened before this call is seen).
+        let generation = self.generation.load(Ordering::Acquire);
+        let copy = lock(&self.copies[per_thread::slot()].0);
+        let copied = copy.as_ref().filter(|c| c.generation == generation)?;
+        let now = Instant::now();
+        if !self.is_fresh(&copied.entry, now) {
+            return None;
+        }
+        copied.hits.increment(1);
+        Some(copied.entry.checked(true, now))
+    }
+
+    /// Copies the stored `entry` for this thread; called under the state's lock.
+    fn keep_copy(&self, entry: &Entry<T>, hits: metrics::Counter)
+    where
+        T: Clone,
+    {
+        let copied = Copied {
+            generation: self.generation.load(Ordering::Relaxed),
+            entry: Entry {
+                wall_text: Arc::from(&*entry.wall_text),
+                ..entry.clone()
+            },
+            hits,
+        };
+        *lock(&self.copies[per_thread::slot()].0) = Some(copied);
+    }
+
+    /// Marks a change of `State::entry` (under the state's lock): every thread's copy is stale.
+    fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     fn finish(&self, entry: Entry<T>, epoch: u64)
@@ -355,11 +432,18 @@ impl<T> Inner<T> {
         let newer = |slot: &Option<Entry<T>>| slot.as_ref().is_none_or(|e| e.id < entry.id);
         if still_valid && newer(&state.entry) {
             state.entry = Some(entry.clone());
+            self.bump_generation();
         }
         if newer(&state.last) {
             state.last = Some(entry);
         }
     }
+}
+
+fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
+    // No code panics while holding these locks; should one ever, what they guard is still
+    // coherent (each is replaced or changed whole).
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 trait Invalidate: Send + Sync {
@@ -371,6 +455,7 @@ impl<T: Send + Sync + 'static> Invalidate for Inner<T> {
         let mut state = self.lock();
         state.entry = None;
         state.epoch += 1;
+        self.bump_generation();
     }
 }
 

@@ -17,15 +17,15 @@
 //! Cardinality stays bounded as before: routes are templates (`/hooks/deploy`, never a raw
 //! path) or `unmatched`, and statuses are three-digit codes.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::formatting::{sanitize_label_value, write_type_line};
 
+use crate::per_thread;
 use crate::telemetry::LATENCY_BUCKETS;
 
 /// `render_deploy_http_requests_total{route, status}`.
@@ -37,9 +37,9 @@ const DURATION: &str = "render_deploy_http_request_duration_seconds";
 /// process.
 const IN_FLIGHT: &str = "render_deploy_http_requests_in_flight";
 
-/// Shards per service: more than the worker threads of any machine we run on, so that each
-/// worker has one to itself (threads beyond that share, and still count correctly).
-const SHARDS: usize = 16;
+/// Shards per service: one per [`per_thread::slot`] (threads beyond that share, and still
+/// count correctly).
+const SHARDS: usize = per_thread::SLOTS;
 
 /// One thread's counts, on cache lines of its own.
 #[repr(align(128))]
@@ -108,21 +108,6 @@ impl RouteCounts {
     }
 }
 
-/// The shard of the calling thread.
-fn shard_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<Option<usize>> = const { Cell::new(None) };
-    }
-    INDEX.with(|index| {
-        index.get().unwrap_or_else(|| {
-            let assigned = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            index.set(Some(assigned));
-            assigned
-        })
-    })
-}
-
 /// One request counted in [`IN_FLIGHT`]; counted out when dropped, so a timeout or a panic is.
 ///
 /// It holds the reference to whatever owns the metrics (the middleware's state), which the
@@ -133,7 +118,7 @@ pub(crate) struct InFlight<S: AsRef<RequestMetrics>>(Arc<S>);
 impl<S: AsRef<RequestMetrics>> InFlight<S> {
     /// Counts a request in flight, on `owner`'s metrics, until the guard is dropped.
     pub(crate) fn enter(owner: Arc<S>) -> Self {
-        AsRef::<RequestMetrics>::as_ref(&*owner).shards[shard_index()]
+        AsRef::<RequestMetrics>::as_ref(&*owner).shards[per_thread::slot()]
             .in_flight
             .fetch_add(1, Ordering::Relaxed);
         Self(owner)
@@ -147,7 +132,7 @@ impl<S: AsRef<RequestMetrics>> InFlight<S> {
 
 impl<S: AsRef<RequestMetrics>> Drop for InFlight<S> {
     fn drop(&mut self) {
-        AsRef::<RequestMetrics>::as_ref(&*self.0).shards[shard_index()]
+        AsRef::<RequestMetrics>::as_ref(&*self.0).shards[per_thread::slot()]
             .in_flight
             .fetch_sub(1, Ordering::Relaxed);
     }
@@ -178,7 +163,7 @@ impl RequestMetrics {
     /// Records one request answered with `status` on `route` after `latency`.
     pub(crate) fn record(&self, route: &str, status: u16, latency: Duration) {
         let seconds = latency.as_secs_f64();
-        let mut routes = self.shards[shard_index()].lock();
+        let mut routes = self.shards[per_thread::slot()].lock();
         match routes.iter_mut().find(|r| *r.route == *route) {
             Some(counts) => counts.count(status, seconds),
             None => {

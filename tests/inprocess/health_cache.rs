@@ -437,3 +437,56 @@ fn the_cache_counts_hits_misses_and_refreshes() {
         );
     }
 }
+
+#[test]
+fn every_thread_answers_the_stored_result_after_a_change_made_on_another() {
+    // Hits are answered from a copy per thread: a refresh or an invalidation on one thread must
+    // reach the copies of the others. Two threads, each with a runtime of its own (real clock:
+    // the TTL is a minute, nothing here waits for it).
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let probe = Probe::new(true);
+    let cache = probe.cache(Duration::ZERO);
+    let main = runtime();
+    let first = main.block_on(cache.get());
+    let kept = main.block_on(cache.get());
+    assert!(first.is_healthy() && !first.cached && kept.cached);
+    assert_eq!(kept.checked_at, first.checked_at);
+
+    let other = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = runtime();
+                let hit = rt.block_on(cache.get());
+                assert!(
+                    hit.cached && hit.is_healthy(),
+                    "the other thread's own copy"
+                );
+                assert_eq!(hit.checked_at, first.checked_at);
+                probe.set_healthy(false);
+                cache.invalidate();
+                rt.block_on(cache.get())
+            })
+            .join()
+            .expect("the other thread")
+    });
+    assert!(!other.cached && !other.is_healthy());
+    assert_eq!(probe.runs(), 2);
+
+    // This thread's copy is of the first result; the stored one is now the other thread's.
+    let after = main.block_on(cache.get());
+    assert!(after.cached && !after.is_healthy(), "{after:?}");
+    assert_eq!(after.checked_at, other.checked_at);
+    assert_eq!(probe.runs(), 2, "answered from the store, not probed again");
+
+    // And an invalidation made here reaches this thread's next answer.
+    probe.set_healthy(true);
+    cache.invalidate();
+    let fresh = main.block_on(cache.get());
+    assert!(!fresh.cached && fresh.is_healthy());
+    assert_eq!(probe.runs(), 3);
+}
