@@ -13,7 +13,7 @@ use std::time::Duration;
 
 mod versions;
 
-use super::report::{InstanceReport, PhaseKind, Rehearsal, Role, millis, secs, trim_float};
+use super::report::{InstanceReport, Phase, PhaseKind, Rehearsal, Role, millis, secs, trim_float};
 use super::text::instance_line;
 
 const WIDTH: f64 = 1100.0;
@@ -184,8 +184,15 @@ const PHASE_FILLS: [(PhaseKind, &str); 4] = [
     (PhaseKind::OldStopping, "#fde0cc"),
 ];
 
+/// The narrowest a phase's band is drawn, in pixels: a pre-deploy command that takes 13 ms is
+/// a sliver of the axis, and it must still be seen (and hovered for its times).
+const MIN_BAND_PX: f64 = 8.0;
+
 fn phase_bands(out: &mut String, r: &Rehearsal, x: &Axis, top: f64, bottom: f64) {
-    for p in &r.phases {
+    let widened = |p: &&Phase| x.px(p.end) - x.px(p.start) < MIN_BAND_PX;
+    // A widened band reaches into the next phase's, so it is drawn after the others (on top).
+    let (short, long): (Vec<&Phase>, Vec<&Phase>) = r.phases.iter().partition(widened);
+    for p in long.into_iter().chain(short) {
         let Some((_, fill)) = PHASE_FILLS.iter().find(|(k, _)| *k == p.kind) else {
             continue;
         };
@@ -193,7 +200,7 @@ fn phase_bands(out: &mut String, r: &Rehearsal, x: &Axis, top: f64, bottom: f64)
         let _ = write!(
             out,
             r#"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{}" fill="{fill}"><title>{} (step {}): {} to {}</title></rect>"#,
-            (x1 - x0).max(1.0),
+            (x1 - x0).max(MIN_BAND_PX),
             bottom - top,
             p.kind.label(),
             p.step,
@@ -602,6 +609,28 @@ mod tests {
         let page = page(&sample());
         assert!(page.contains("old-1") && page.contains("new-1"));
         assert!(page.contains("PASS"));
+    }
+
+    #[test]
+    fn a_phase_of_a_few_milliseconds_is_drawn_wide_enough_to_see_and_on_top() {
+        let mut r = sample();
+        // A 13 ms pre-deploy between "before" and "new starting", as a fast migration gives.
+        r.phases[0].end = Duration::from_millis(987);
+        r.phases.insert(
+            1,
+            Phase {
+                kind: PhaseKind::PreDeploy,
+                step: 0,
+                start: Duration::from_millis(987),
+                end: Duration::from_millis(1000),
+            },
+        );
+        let mut out = String::new();
+        phase_bands(&mut out, &r, &Axis { span: 4.0 }, 0.0, 100.0);
+        let rects: Vec<&str> = out.split("<rect").skip(1).collect();
+        let last = rects.last().expect("bands");
+        assert!(last.contains("#e4d7f5"), "the short band is drawn last: {out}");
+        assert!(last.contains(r#"width="8.0""#), "{last}");
     }
 
     #[test]
