@@ -629,7 +629,10 @@ mod tests {
         phase_bands(&mut out, &r, &Axis { span: 4.0 }, 0.0, 100.0);
         let rects: Vec<&str> = out.split("<rect").skip(1).collect();
         let last = rects.last().expect("bands");
-        assert!(last.contains("#e4d7f5"), "the short band is drawn last: {out}");
+        assert!(
+            last.contains("#e4d7f5"),
+            "the short band is drawn last: {out}"
+        );
         assert!(last.contains(r#"width="8.0""#), "{last}");
     }
 
