@@ -30,7 +30,7 @@
 //! connection, and hyper's own header timeout set a timer per request.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::task::Context;
 
@@ -130,12 +130,48 @@ pub struct Slot {
 }
 
 /// What the registry and its slots share.
+///
+/// Every request ends with a write here, from whichever worker thread answered it, so each
+/// write is one that takes the cache line from the other core: a request's end ticks once, and
+/// notifies only when the accept loop is waiting (at the cap, or out of descriptors), which is
+/// rare; a notification with nobody waiting was a compare-and-swap on every request.
 #[derive(Debug, Default)]
 struct Shared {
     /// Woken when a connection closes or a request ends (room may have appeared).
     changed: Notify,
-    /// Ticks once per change of state of any slot.
+    /// Tasks waiting for `changed` (or about to): a request's end notifies only then.
+    waiting: AtomicUsize,
+    /// Ticks once per change of state of any slot that eviction and the stale sweep look at.
     ticks: AtomicU64,
+}
+
+impl Shared {
+    /// After a request's end: wakes the accept loop if it waits for room.
+    fn request_ended(&self) {
+        // Pairs with the fence in `Waiting::new`: either this sees the waiter, or the waiter's
+        // check (which follows its fence) sees this slot's new state.
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// Counts a task in `Shared::waiting` while it waits for a change.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Slot {
@@ -146,6 +182,9 @@ impl Slot {
 
     /// A request's headers are in: `Head`/`Idle` → `Busy`. False when the connection was
     /// chosen for eviction first (its task is dropping it).
+    ///
+    /// No tick: a busy slot is neither evicted nor swept, so only the time it becomes idle
+    /// again (`end_request`) is ever compared.
     pub fn begin_request(&self) -> bool {
         let mut current = self.state.load(Ordering::Acquire);
         loop {
@@ -160,10 +199,7 @@ impl Slot {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {
-                    self.touch();
-                    return true;
-                }
+                Ok(_) => return true,
                 Err(actual) => current = actual,
             }
         }
@@ -183,7 +219,7 @@ impl Slot {
         {
             self.touch();
             // The accept loop may be waiting for a connection it can close.
-            self.shared.changed.notify_one();
+            self.shared.request_ended();
         }
     }
 
@@ -389,6 +425,7 @@ impl Connections {
     /// Resolves once a new connection can be taken: the registry is below its cap, or holds a
     /// connection that [`evict_one`](Self::evict_one) may close.
     pub async fn room(&self) {
+        let _waiting = Waiting::new(&self.shared.waiting);
         loop {
             let changed = self.shared.changed.notified();
             tokio::pin!(changed);
@@ -403,6 +440,7 @@ impl Connections {
 
     /// Waits for the next change (a connection closed, or a request finished).
     pub async fn changed(&self) {
+        let _waiting = Waiting::new(&self.shared.waiting);
         self.shared.changed.notified().await;
     }
 
@@ -423,6 +461,7 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_cap_leaves_the_pool_and_the_spare_descriptors_free() {
@@ -504,6 +543,27 @@ mod tests {
             (a.slot().order(), b.slot().order()),
             (Order::Close, Order::Finish)
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_ending_while_the_accept_loop_looks_for_room_is_never_missed() {
+        // The end of a request notifies only when someone waits for room; the waiter counts
+        // itself before it looks. Raced a thousand times from two threads: a missed notice
+        // would leave `room` waiting (bounded here by the timeout).
+        let registry = Connections::new(1);
+        let only = registry.register();
+        for round in 0..1000 {
+            assert!(only.slot().begin_request());
+            let wait = tokio::spawn({
+                let registry = Arc::clone(&registry);
+                async move { registry.room().await }
+            });
+            only.slot().end_request();
+            tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: room missed the request's end"))
+                .unwrap();
+        }
     }
 
     #[tokio::test]

@@ -240,7 +240,7 @@ impl After {
         }
         response
             .headers_mut()
-            .insert(REQUEST_ID_HEADER.clone(), id.into_header_value());
+            .insert(REQUEST_ID_HEADER, id.into_header_value());
         response
     }
 }
