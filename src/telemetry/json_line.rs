@@ -310,13 +310,13 @@ fn write_kept(
     let prefix = match kept.get() {
         Some((second, prefix)) if second == seconds => prefix,
         _ => {
+            // Seconds since 1970 (a clock set before then reads as 1970); past the year 9999,
+            // which the `time` crate does not represent, the last moment it does.
             let Some(at) = i64::try_from(seconds)
                 .ok()
                 .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-                .filter(|at| (0..=9999).contains(&at.year()))
             else {
-                // Not four digits (a clock far off): the general form.
-                return write_timestamp(w, time::OffsetDateTime::UNIX_EPOCH + since_epoch);
+                return w.write_str("9999-12-31T23:59:59.999999Z");
             };
             let mut text = String::with_capacity(27);
             write_timestamp(&mut text, at)?;
@@ -456,6 +456,10 @@ mod tests {
                 assert_eq!(direct, general);
             }
         }
+        // A clock beyond what four digits write gives their last moment, not a panic.
+        let mut far = String::new();
+        write_kept(&mut far, Duration::from_secs(u64::MAX), &kept).unwrap();
+        assert_eq!(far, "9999-12-31T23:59:59.999999Z");
     }
 
     /// What a subscriber with [`JsonLine`] writes for the events `log` makes.
