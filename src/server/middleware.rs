@@ -108,7 +108,7 @@ where
         let route = request.extensions().get::<MatchedPath>().cloned();
 
         // Every event logged while handling the request carries its id.
-        let scope = RequestScope::new(id.header_value(), || {
+        let scope = RequestScope::new(id.text(), || {
             tracing::info_span!("request", request_id = id.as_str())
         });
         // A panic while the handler's future is made, or while it runs, is answered 500 (inside

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error_body::json_error;
 use super::shutdown::{MissingShutdown, Shutdown};
+use crate::telemetry::request_log::IdText;
 
 /// The request-id header, read from the caller or made up.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
@@ -26,37 +27,36 @@ pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(REQUEST
 /// else 32 random hex digits. Handlers take it as an extractor; every log line of the request
 /// and its answer's `x-request-id` header carry it.
 #[derive(Debug, Clone)]
-pub struct RequestId(HeaderValue);
+pub struct RequestId(IdText);
 
 impl RequestId {
     /// The caller's id when it is acceptable (a clone of the header, no copy), else a new one.
     pub(crate) fn of(request: &Request) -> Self {
         match request.headers().get(&REQUEST_ID_HEADER) {
-            Some(v) if is_acceptable(v.as_bytes()) => RequestId(v.clone()),
+            Some(v) if is_acceptable(v.as_bytes()) => RequestId(IdText::Caller(v.clone())),
             _ => Self::new(),
         }
     }
 
-    /// 128 random bits as 32 hex digits, encoded on the stack.
+    /// 128 random bits as 32 hex digits, held inline (see [`IdText`]).
     fn new() -> Self {
         let bits = crate::random::request_id_bits();
         let mut text = [0u8; 32];
         hex::encode_to_slice(bits.to_be_bytes(), &mut text).expect("32 hex digits for 16 bytes");
-        RequestId(HeaderValue::from_bytes(&text).expect("hex digits are a valid header value"))
+        RequestId(IdText::Made(text))
     }
 
     /// The id as text (short visible ASCII: a caller's id is kept only when it is).
     pub fn as_str(&self) -> &str {
-        // Only ids that passed `is_acceptable` (visible ASCII) or were made here are stored.
-        self.0.to_str().unwrap_or_default()
+        self.0.as_str()
     }
 
-    pub(crate) fn header_value(&self) -> &HeaderValue {
+    pub(crate) fn text(&self) -> &IdText {
         &self.0
     }
 
     pub(crate) fn into_header_value(self) -> HeaderValue {
-        self.0
+        self.0.into_header_value()
     }
 }
 
@@ -139,5 +139,8 @@ mod tests {
         let id = RequestId::new();
         assert_eq!(id.as_str().len(), 32);
         assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        // The answer's header says the same id as the log.
+        assert_eq!(id.clone().into_header_value(), id.as_str());
+        assert_ne!(RequestId::new().as_str(), id.as_str());
     }
 }

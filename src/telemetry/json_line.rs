@@ -541,7 +541,7 @@ mod tests {
     fn inside_a_request_scope_events_carry_its_id_as_the_request_span_would() {
         use futures_util::FutureExt;
         use tracing::Span;
-        let id = axum::http::HeaderValue::from_static("req-7");
+        let id = request_log::IdText::Caller(axum::http::HeaderValue::from_static("req-7"));
         // The task-local, as the middleware uses it when our JSON subscriber reads it alone.
         let local = formatted(|| {
             let scope = request_log::RequestScope::Local(id.clone());

@@ -31,7 +31,43 @@ use tracing::instrument::{Instrument, Instrumented};
 
 tokio::task_local! {
     /// The id of the request whose handler is being polled on this thread.
-    static REQUEST_ID: HeaderValue;
+    static REQUEST_ID: IdText;
+}
+
+/// A request's id as the log and the answer carry it: 32 hex digits made up here, held inline,
+/// or the caller's own header value (shared with the request's bytes).
+///
+/// Inline because an id is cloned three times per request (into the request's extensions,
+/// into its scope, into each poll's task-local): a made-up id as a `HeaderValue` was a copy
+/// into a buffer of its own, then a second allocation and a reference count at its first clone
+/// (`Bytes` turns shared lazily). Inline, a clone is a copy of 32 bytes, and the one allocation
+/// is the answer's header at the end.
+#[derive(Debug, Clone)]
+pub enum IdText {
+    /// Made up for a request that brought no usable id: lowercase hex digits.
+    Made([u8; 32]),
+    /// The caller's `x-request-id`, already checked to be short visible ASCII.
+    Caller(HeaderValue),
+}
+
+impl IdText {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        // Both kinds are ASCII (hex digits; a caller's id is kept only when visible ASCII).
+        match self {
+            IdText::Made(digits) => std::str::from_utf8(digits).unwrap_or_default(),
+            IdText::Caller(value) => value.to_str().unwrap_or_default(),
+        }
+    }
+
+    /// The id as the answer's header value.
+    pub fn into_header_value(self) -> HeaderValue {
+        match self {
+            IdText::Made(digits) => HeaderValue::from_bytes(&digits)
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+            IdText::Caller(value) => value,
+        }
+    }
 }
 
 /// Set once our JSON subscriber is installed.
@@ -46,7 +82,7 @@ pub(super) fn installed(json: bool, filter_reads_spans: bool) {
 }
 
 /// A future inside a [`RequestScope`].
-pub type Scoped<F> = Either<Instrumented<F>, TaskLocalFuture<HeaderValue, F>>;
+pub type Scoped<F> = Either<Instrumented<F>, TaskLocalFuture<IdText, F>>;
 
 /// How a request's id reaches the events logged while it is handled.
 #[derive(Debug)]
@@ -54,13 +90,13 @@ pub enum RequestScope {
     /// A tracing span with the id as its `request_id` field.
     Span(Span),
     /// The id in the task-local that our JSON formatter reads.
-    Local(HeaderValue),
+    Local(IdText),
 }
 
 impl RequestScope {
     /// The scope of the request `id`: the task-local when our JSON subscriber alone reads it,
     /// else the span `make_span` makes (called only then, so that its target is the caller's).
-    pub fn new(id: &HeaderValue, make_span: impl FnOnce() -> Span) -> Self {
+    pub fn new(id: &IdText, make_span: impl FnOnce() -> Span) -> Self {
         if SPANLESS.load(Ordering::Relaxed) {
             RequestScope::Local(id.clone())
         } else {
@@ -88,10 +124,7 @@ impl RequestScope {
 /// Calls `f` with the id of the request being handled, if a [`RequestScope::Local`] is being
 /// polled on this thread.
 pub(super) fn with_current_id<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
-    // Only ids that are visible ASCII are ever made or kept (`server::request_context`).
-    REQUEST_ID
-        .try_with(|id| f(id.to_str().unwrap_or_default()))
-        .ok()
+    REQUEST_ID.try_with(|id| f(id.as_str())).ok()
 }
 
 /// One answered request, as its log line gives it.
