@@ -11,7 +11,7 @@
 //! The probe is bounded by `probe_timeout`, so a hanging dependency becomes an unhealthy result,
 //! never a hung request.
 //!
-//! A fresh result is answered from a copy of it kept per thread ([`crate::per_thread`]),
+//! A fresh result is answered from a copy of it kept per thread (`crate::per_thread`),
 //! checked against a generation number that every change of the stored result bumps: a hit
 //! reads that number and writes only its own thread's memory, where through the shared lock
 //! every hit took the lock's cache line, and the stored text's reference count, from the other
