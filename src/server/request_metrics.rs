@@ -82,10 +82,7 @@ impl RouteCounts {
     }
 
     fn count(&mut self, status: u16, seconds: f64) {
-        match self.by_status.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => self.by_status.push((status, 1)),
-        }
+        self.add_status(status, 1);
         let bucket = LATENCY_BUCKETS
             .iter()
             .position(|&bound| seconds <= bound)
@@ -96,15 +93,19 @@ impl RouteCounts {
 
     fn add(&mut self, other: &RouteCounts) {
         for &(status, n) in &other.by_status {
-            match self.by_status.iter_mut().find(|(s, _)| *s == status) {
-                Some((_, total)) => *total += n,
-                None => self.by_status.push((status, n)),
-            }
+            self.add_status(status, n);
         }
         for (total, n) in self.buckets.iter_mut().zip(other.buckets) {
             *total += n;
         }
         self.seconds += other.seconds;
+    }
+
+    fn add_status(&mut self, status: u16, n: u64) {
+        match self.by_status.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, total)) => *total += n,
+            None => self.by_status.push((status, n)),
+        }
     }
 }
 
