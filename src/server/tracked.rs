@@ -6,6 +6,7 @@
 //! headers are in) and ends when hyper drops the answer's body (it has been written out, or
 //! the connection is gone), so the guard rides on the body.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::{Future, Ready};
 use std::pin::Pin;
@@ -15,16 +16,24 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
+use axum::routing::future::RouteFuture;
 use futures_util::future::Either;
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 
 use super::connections::Slot;
 
 /// The app for one connection.
-#[derive(Debug, Clone)]
+///
+/// The router is called in place. hyper's adapter for a tower service
+/// (`hyper_util::service::TowerToHyperService`, as `axum::serve` uses) clones it for every
+/// request, to own it through `poll_ready` and `call`: a reference count that every
+/// connection's requests write, from both workers, and a `Oneshot` state machine around the
+/// answer. A `Router` is always ready (its `poll_ready` returns `Ready` without looking at
+/// anything), and hyper calls a connection's service from that connection's task only, one call
+/// at a time, so a `RefCell` lends it out for each call.
+#[derive(Debug)]
 pub struct TrackedService {
-    app: TowerToHyperService<Router>,
+    app: RefCell<Router>,
     slot: Arc<Slot>,
 }
 
@@ -32,7 +41,7 @@ impl TrackedService {
     /// Serves `app`, reporting to `slot`.
     pub fn new(app: Router, slot: Arc<Slot>) -> Self {
         Self {
-            app: TowerToHyperService::new(app),
+            app: RefCell::new(app),
             slot,
         }
     }
@@ -50,7 +59,7 @@ impl hyper::service::Service<Request<Incoming>> for TrackedService {
             return Either::Left(std::future::ready(Ok(evicted_answer())));
         }
         Either::Right(TrackedAnswer {
-            answer: hyper::service::Service::call(&self.app, request),
+            answer: tower_service::Service::call(&mut *self.app.borrow_mut(), request),
             guard: Some(RequestGuard(Arc::clone(&self.slot))),
         })
     }
@@ -61,7 +70,7 @@ pin_project_lite::pin_project! {
     /// its own rather than a boxed `async` block: one allocation less per request.)
     pub struct TrackedAnswer {
         #[pin]
-        answer: TowerToHyperServiceFuture<Router, Request<Incoming>>,
+        answer: RouteFuture<Infallible>,
         // Dropped with the future if the connection goes before the answer is ready.
         guard: Option<RequestGuard>,
     }
