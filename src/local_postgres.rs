@@ -8,7 +8,7 @@
 //!
 //! `Drop` does not run when the owning process is killed (SIGKILL, a signal it does not handle,
 //! an abort), so each cluster also has a watchdog process that cleans up after an owner that
-//! died: see [`Watchdog`].
+//! died: see `Watchdog`.
 
 use std::ffi::OsStr;
 use std::os::unix::process::CommandExt;

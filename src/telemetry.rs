@@ -53,7 +53,7 @@ static LOG_BUFFER: OnceLock<LineBuffer> = OnceLock::new();
 /// Installs the log subscriber on stdout, filtered by `RUST_LOG` (default `info`).
 ///
 /// Lines are copied into a bounded buffer that a writer thread of its own drains in batches
-/// ([`line_buffer`]), so a slow or blocked stdout (a full pipe, a stalled log collector) never
+/// (`line_buffer`), so a slow or blocked stdout (a full pipe, a stalled log collector) never
 /// stalls a request: when the buffer is full a line is dropped and counted
 /// ([`dropped_log_lines`], `render_deploy_log_lines_dropped_total` on `/metrics`).
 ///

@@ -83,7 +83,7 @@ pub enum PoolError {
     /// The settings cannot work.
     #[error("invalid pool configuration: {0}")]
     Configuration(#[from] PoolConfigError),
-    /// [`PoolManager::close`] was called.
+    /// [`PoolManager::close`](super::PoolManager::close) was called.
     #[error("the connection pool is closed")]
     Closed,
 }

@@ -15,7 +15,7 @@
 //!   keeps `DB_POOL_MIN_IDLE` connections open.
 //! - **Half-open connections** are noticed by TCP keepalives and `tcp_user_timeout` while idle or
 //!   busy, and by the bounded check on checkout.
-//! - **Sized by the server** (`DB_POOL_MAX=auto`, [`sizing`]), **TLS by `sslmode`** ([`tls`]),
+//! - **Sized by the server** (`DB_POOL_MAX=auto`, `sizing`), **TLS by `sslmode`** (`tls`),
 //!   **PgBouncer**-safe (no statement cache is reachable, no session state is set, the check is
 //!   an empty simple query).
 //! - **Typed errors** ([`PoolError`]) that never contain the password, an authentication failure

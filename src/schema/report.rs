@@ -121,7 +121,7 @@ impl serde::Serialize for Summary {
     }
 }
 
-/// The outcome of [`Schema::check`].
+/// The outcome of [`Schema::check`](super::Schema::check).
 #[derive(Debug, Default)]
 pub struct Report {
     /// Every problem, in schema order.

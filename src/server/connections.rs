@@ -18,7 +18,7 @@
 //! work the server accepted. When every connection is busy the accept loop waits for one to
 //! finish, and new connections wait in the kernel's backlog meanwhile.
 //!
-//! Each connection has a [`Slot`] whose state its [`tracked`](super::tracked) service moves
+//! Each connection has a [`Slot`] whose state its `tracked` service moves
 //! between `Head`, `Busy` and `Idle`; the accept loop moves the chosen one to `Evicted` with a
 //! compare-and-swap, so a connection whose request began at that instant is never the one cut.
 //!

@@ -35,7 +35,7 @@ use super::tracked::TrackedService;
 /// `net.core.somaxconn` (4096 on current kernels).
 pub const LISTEN_BACKLOG: u32 = 1024;
 
-/// Binds `addr` for [`serve_until`], with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (as tokio's
+/// Binds `addr` for `serve_until`, with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (as tokio's
 /// `TcpListener::bind` sets it, so a restarted service can bind while old connections linger).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {

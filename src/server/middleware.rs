@@ -2,15 +2,15 @@
 //! request timeout, `Connection: close` while draining, the shutdown signal in the request's
 //! extensions, and a JSON 500 for a handler panic.
 //!
-//! This runs on every request, so it is one hand-written layer ([`AroundRequest`]) rather than
+//! This runs on every request, so it is one hand-written layer (`AroundRequest`) rather than
 //! axum's `from_fn` plus `Extension` plus tower-http's `CatchPanicLayer`: axum wraps each layer
 //! around every route and clones each one's boxed service per request, and `from_fn` boxes the
 //! next service and clones its state as well. Measured against a bare axum service with
 //! `scripts/bench-compare.sh`, the rest is kept lean too: the answer is a future of its own
 //! (`AroundFuture`, small enough for the allocator's per-thread cache); the request id comes
-//! without a system call ([`crate::random::request_id_bits`]) and goes with the shutdown signal
+//! without a system call (`random::request_id_bits`) and goes with the shutdown signal
 //! in one extension (`request_context`); the route label is the matched path's shared
-//! string; the HTTP metrics are counted per worker thread ([`super::request_metrics`]);
+//! string; the HTTP metrics are counted per worker thread (`request_metrics`);
 //! the timeout's timer is set only for an answer that is not ready at once; and with our JSON
 //! log the request's id reaches its events without a span and its line is written directly
 //! (`telemetry::request_log`).
