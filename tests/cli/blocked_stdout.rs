@@ -3,7 +3,6 @@
 
 use std::io::BufReader;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -31,28 +30,8 @@ fn a_stdout_nobody_reads_does_not_stop_livez_from_answering() {
             ("RUST_LOG", "info"),
         ],
     );
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        // A pipe that is never read: once its 64 KiB are full, every write to it blocks.
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start render-deploy");
-    let _unread_stdout = child.stdout.take();
-    let _kill = KillOnDrop(&mut child);
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while request(port, "GET", "/livez", &[], b"")
-        .map(|r| r.status)
-        .ok()
-        != Some(200)
-    {
-        assert!(Instant::now() < deadline, "not listening after 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut app = Running::start_with_unread_stdout(&["serve"], &env);
+    app.wait_listening();
 
     // Log lines until the pipe and the writer's whole queue are full and lines are being
     // dropped: proof that stdout is blocked. Every request in between must be answered.
@@ -87,14 +66,4 @@ fn a_stdout_nobody_reads_does_not_stop_livez_from_answering() {
         assert_eq!(read_response(&mut reader).unwrap().status, 200);
     }
     assert!(dropped_lines(port) > 0);
-}
-
-/// Kills the child when the test ends, passed or failed.
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

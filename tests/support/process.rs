@@ -2,7 +2,7 @@
 //! with a deadline (never a fixed sleep).
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,13 +22,24 @@ pub struct Running {
     /// The threads that collect the two streams; joined once the process has exited, so that
     /// what it printed last is in `stdout`/`stderr` before a test reads them.
     collectors: Vec<std::thread::JoinHandle<()>>,
+    /// The stdout pipe of [`start_with_unread_stdout`](Self::start_with_unread_stdout), held
+    /// open and never read.
+    _unread_stdout: Option<ChildStdout>,
 }
 
 impl Running {
     pub fn start(args: &[&str], env: &[(String, String)]) -> Self {
         let mut command = Command::new(BIN);
         command.args(args);
-        Self::spawn(command, env)
+        Self::spawn(command, env, true)
+    }
+
+    /// [`start`](Self::start) with a stdout pipe that nobody reads (a stalled log collector):
+    /// once the pipe's 64 KiB are full, every write to it blocks. `stdout` stays empty.
+    pub fn start_with_unread_stdout(args: &[&str], env: &[(String, String)]) -> Self {
+        let mut command = Command::new(BIN);
+        command.args(args);
+        Self::spawn(command, env, false)
     }
 
     /// [`start`](Self::start) with the process's file limit (soft and hard) set to `nofile`,
@@ -41,10 +52,10 @@ impl Running {
             .arg("--")
             .arg(BIN)
             .args(args);
-        Self::spawn(command, env)
+        Self::spawn(command, env, true)
     }
 
-    fn spawn(mut command: Command, env: &[(String, String)]) -> Self {
+    fn spawn(mut command: Command, env: &[(String, String)], read_stdout: bool) -> Self {
         let port = env
             .iter()
             .find(|(k, _)| k == "PORT")
@@ -59,15 +70,25 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start render-deploy");
-        let (stdout, stdout_grew, out_thread) = collect(child.stdout.take().unwrap());
         let (stderr, _, err_thread) = collect(child.stderr.take().unwrap());
+        let mut collectors = vec![err_thread];
+        let mut unread_stdout = None;
+        let (stdout, stdout_grew) = if read_stdout {
+            let (stdout, grew, out_thread) = collect(child.stdout.take().unwrap());
+            collectors.push(out_thread);
+            (stdout, grew)
+        } else {
+            unread_stdout = child.stdout.take();
+            Default::default()
+        };
         Self {
             child,
             port,
             stdout,
             stderr,
             stdout_grew,
-            collectors: vec![out_thread, err_thread],
+            collectors,
+            _unread_stdout: unread_stdout,
         }
     }
 
