@@ -37,6 +37,7 @@ pub(crate) mod html;
 pub(crate) mod load;
 pub(crate) mod orchestrator;
 pub(crate) mod proxy;
+pub(crate) mod record;
 pub(crate) mod report;
 pub(crate) mod sse;
 pub(crate) mod sse_report;

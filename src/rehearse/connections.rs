@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::report::{Phase, PhaseKind};
+use super::record::{Phase, PhaseKind};
 use crate::database_url::DatabaseUrl;
 
 /// Time between two samples (the contract asks for at least one every 100 ms).

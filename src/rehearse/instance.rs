@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
-use super::report::InstanceExit;
+use super::record::InstanceExit;
 use super::{InstanceCommand, PROBE_TIMEOUT, RehearsalOptions, RehearseError};
 
 /// How many of an instance's last output lines are kept for the report.

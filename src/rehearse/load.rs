@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::proxy::classify_chain;
-use super::report::{EXCERPT_CHARS, FailureCause, Outcome, RequestRecord};
+use super::record::{EXCERPT_CHARS, FailureCause, Outcome, RequestRecord};
 use super::{CAUSE_HEADER, INSTANCE_HEADER};
 
 /// One request in this many is sent on a new connection.

@@ -23,9 +23,8 @@ use super::database::Database;
 use super::instance::{Instance, Launch, free_port};
 use super::load::{Load, LoadSettings};
 use super::proxy::{Backend, Proxy};
-use super::report::{
-    DeployFailure, InstanceReport, Phase, PhaseKind, Rehearsal, RequestRecord, Role,
-};
+use super::record::{Phase, PhaseKind, RequestRecord, Role};
+use super::report::{DeployFailure, InstanceReport, Rehearsal};
 use super::sse::{SseClients, SseSettings, Streams};
 use super::steps::{StepKind, StepRun, run_step};
 use super::{RehearsalOptions, RehearseError};

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::report::FailureCause;
+use super::record::FailureCause;
 use super::{CAUSE_HEADER, INSTANCE_HEADER};
 
 /// The body of every response of the proxy: the instance's, streamed, or one made up here.

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::proxy::classify_chain;
-use super::report::FailureCause;
+use super::record::FailureCause;
 
 /// `--sse-clients` when not given.
 pub const DEFAULT_CLIENTS: usize = 4;

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::html::{Axis, FAILED, LEFT, axis_frame, colour, esc, marker, svg_open};
+use super::html::draw::{Axis, FAILED, LEFT, axis_frame, colour, esc, marker, svg_open};
 use super::report::{Rehearsal, secs};
 use super::sse::{StreamEnd, StreamRecord, Streams};
 
@@ -212,7 +212,7 @@ fn gap(out: &mut String, from: Duration, to: Duration, x: &Axis, y: f64) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::rehearse::report::FailureCause;
+    use crate::rehearse::record::FailureCause;
     use crate::rehearse::sse::OpenFailure;
 
     fn ms(n: u64) -> Duration {

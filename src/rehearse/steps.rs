@@ -20,7 +20,7 @@ use super::instance::{collect_output, push_line};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::report::InstanceExit;
+use super::record::InstanceExit;
 
 /// How long a setup or pre-deploy command may run before it is killed and counted as failed.
 /// Render gives a pre-deploy command far longer; a rehearsal is meant to take seconds, and a

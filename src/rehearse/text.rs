@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::report::{InstanceReport, PhaseKind, Rehearsal, Role, millis, secs, trim_float};
+use super::record::{PhaseKind, Role};
+use super::report::{InstanceReport, Rehearsal, millis, secs, trim_float};
 
 impl Rehearsal {
     /// The table printed on stdout.

@@ -12,7 +12,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::report::{PhaseKind, Rehearsal, RequestRecord, Role, secs};
+use super::record::{PhaseKind, RequestRecord, Role};
+use super::report::{Rehearsal, secs};
 use super::steps::StepRun;
 
 /// How many failing responses the finding quotes.
@@ -84,8 +85,8 @@ impl Incompatibility {
 /// `HTTP 500 at 2.345 s: {"error": …}`, or `connection refused at 2.345 s`.
 pub fn describe(r: &RequestRecord) -> String {
     let what = match r.outcome {
-        super::report::Outcome::Response(status) => format!("HTTP {status}"),
-        super::report::Outcome::Failed(cause) => cause.to_string(),
+        super::record::Outcome::Response(status) => format!("HTTP {status}"),
+        super::record::Outcome::Failed(cause) => cause.to_string(),
     };
     match &r.excerpt {
         Some(body) if !body.is_empty() => format!("{what} at {}: {body}", secs(r.start)),
@@ -301,11 +302,11 @@ fn step_text(step: &StepRun) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::{Outcome, Phase};
     use super::super::report::tests::{ms, request, sample};
-    use super::super::report::{Outcome, Phase};
     use super::super::steps::{StepEnd, StepKind};
     use super::*;
-    use crate::rehearse::report::InstanceExit;
+    use crate::rehearse::record::InstanceExit;
 
     /// Old serves from 0 to 2 s (switch), pre-deploy from 1 s to 1.5 s.
     fn with_pre_deploy() -> Rehearsal {

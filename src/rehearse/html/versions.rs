@@ -5,12 +5,12 @@
 use std::fmt::Write as _;
 
 use super::super::connections::Connections;
-use super::super::report::{Rehearsal, Role, secs};
+use super::super::record::Role;
+use super::super::report::{Rehearsal, secs};
 use super::super::steps::StepKind;
 use super::super::versions::describe;
-use super::{
-    Axis, FAILED, LEFT, RIGHT, WIDTH, axis_frame, esc, nice_step, phase_bands, svg_open, y_axis,
-};
+use super::draw::{Axis, FAILED, LEFT, RIGHT, WIDTH, axis_frame, esc, nice_step, svg_open, y_axis};
+use super::phase_bands;
 
 /// The line of the connections sampled.
 pub(super) const CONNECTIONS: &str = "#6a3d9a";
