@@ -35,14 +35,8 @@ bench_pg_start
 
 ours_port=$(bench_free_port) peer_port=$(bench_free_port)
 ours="http://127.0.0.1:$ours_port" peer="http://127.0.0.1:$peer_port"
-# Our stdout into a pipe that a reader drains, like Render's log collector.
-APP_ENV=production HOST=127.0.0.1 PORT=$ours_port DATABASE_URL=$BENCH_PG_URL \
-  OPENAI_API_KEY=sk-benchmark0123456789abcdef TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef \
-  TWILIO_AUTH_TOKEN=0123456789abcdef0123456789abcdef \
-  RENDER_DEPLOY_HOOK_SECRET=benchmark-secret-of-at-least-32-bytes! METRICS_TOKEN=bench-metrics-token-0123456789 \
-  "$OURS_BIN" serve > >(cat >/dev/null) 2>"$BENCH_TMP/ours.err" &
-BENCH_PIDS+=($!)
-ours_pid=$!
+bench_start_ours "$ours_port" "$OURS_BIN" "$BENCH_TMP/ours.err"
+ours_pid=$BENCH_PID
 bench_spawn "$BENCH_TMP/peer.log" env DATABASE_URL="$BENCH_PG_URL" PORT="$peer_port" "$PEER_BIN"
 peer_pid=$BENCH_PID
 bench_wait_ok "$ours/health"

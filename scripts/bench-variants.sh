@@ -44,13 +44,8 @@ bench_wait_ok "http://127.0.0.1:$peer_port/livez"
 pids=() ports=()
 for i in "${!bins[@]}"; do
   port=$(bench_free_port)
-  APP_ENV=production HOST=127.0.0.1 PORT=$port DATABASE_URL=$BENCH_PG_URL \
-    OPENAI_API_KEY=sk-benchmark0123456789abcdef TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef \
-    TWILIO_AUTH_TOKEN=0123456789abcdef0123456789abcdef \
-    RENDER_DEPLOY_HOOK_SECRET=benchmark-secret-of-at-least-32-bytes! METRICS_TOKEN=bench-metrics-token-0123456789 \
-    "${bins[$i]}" serve > >(cat >/dev/null) 2>"$BENCH_TMP/${names[$i]}.err" &
-  BENCH_PIDS+=($!)
-  pids+=($!) ports+=("$port")
+  bench_start_ours "$port" "${bins[$i]}" "$BENCH_TMP/${names[$i]}.err"
+  pids+=("$BENCH_PID") ports+=("$port")
 done
 for port in "${ports[@]}"; do bench_wait_ok "http://127.0.0.1:$port/health"; done
 for port in "${ports[@]}" "$peer_port"; do

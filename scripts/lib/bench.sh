@@ -51,6 +51,20 @@ bench_spawn() {
   BENCH_PIDS+=("$BENCH_PID")
 }
 
+# bench_start_ours PORT BINARY STDERR_FILE: our service as in production (`serve`,
+# APP_ENV=production: a JSON line per request at info; METRICS_TOKEN set, so metrics are
+# recorded), its stdout through a pipe to a reader as on Render's log collector; sets BENCH_PID.
+# Variables set by the caller (DB_POOL_MAX, RUST_LOG, ...) pass through.
+bench_start_ours() {
+  APP_ENV=production HOST=127.0.0.1 PORT=$1 DATABASE_URL=$BENCH_PG_URL \
+    OPENAI_API_KEY=sk-benchmark0123456789abcdef TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef \
+    TWILIO_AUTH_TOKEN=0123456789abcdef0123456789abcdef \
+    RENDER_DEPLOY_HOOK_SECRET=benchmark-secret-of-at-least-32-bytes! METRICS_TOKEN=bench-metrics-token-0123456789 \
+    "$2" serve > >(cat >/dev/null) 2>"$3" &
+  BENCH_PID=$!
+  BENCH_PIDS+=("$BENCH_PID")
+}
+
 # bench_wait_ok URL: polls until URL answers 200 (deadline 20 s).
 bench_wait_ok() {
   local deadline=$((SECONDS + 20))
