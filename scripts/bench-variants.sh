@@ -13,8 +13,9 @@
 # round lands on both sides. Printed: the median over the rounds of each variant's ratio, and its
 # user and system time per request (from /proc, all threads), so that a change shows where it
 # saved. Knobs: ROUNDS (7), DURATION (3s), CONNECTIONS (32), PATHS ("/livez /health"), PEER_BIN.
-# Give one binary twice (a=X b=X) to see the run's own spread; single rounds of one binary range
-# over ±0.1 of the peer on this project's shared machine, so a small change needs many rounds.
+# Give one binary twice (a=X b=X) to see the run's own spread: on this project's shared machine
+# single rounds of one binary ranged from 0.78 to 0.93 of the peer (9 rounds, 2026-12-02), so a
+# small change needs many rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/bench.sh
@@ -33,6 +34,7 @@ names=() bins=()
 for arg in "$@"; do
   name=${arg%%=*} bin=${arg#*=}
   [ "$name" != "$arg" ] && [ -x "$bin" ] || { echo "not NAME=EXECUTABLE: $arg" >&2; exit 2; }
+  [[ " ${names[*]} " != *" $name "* ]] || { echo "$name is given twice" >&2; exit 2; }
   names+=("$name") bins+=("$bin")
 done
 
