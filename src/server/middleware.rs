@@ -111,14 +111,18 @@ where
         let scope = RequestScope::new(id.text(), || {
             tracing::info_span!("request", request_id = id.as_str())
         });
-        // A panic while the handler's future is made, or while it runs, is answered 500 (inside
-        // the scope, so that the line about it carries the request's id).
-        let handled = scope.in_scope(|| {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
-                Ok(future) => Either::Left(CatchPanic { future }),
-                Err(payload) => Either::Right(std::future::ready(panic_response(payload))),
-            }
-        });
+        // A panic while the handler's future is made, or while it runs, is answered 500.
+        // The future is made outside the scope: the inner service is the route's (axum's
+        // `Router::layer` wraps each route's `Route`), whose `call` only clones the route's
+        // boxed service into a `Oneshot`; the route's own code, the handler's included, runs at
+        // the first poll, inside the scope. (Entering the scope around `call` cost ~230
+        // instructions per request, callgrind: the task-local's swap and the moves of the
+        // request into the closure and of the future out.)
+        let handled = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
+        {
+            Ok(future) => Either::Left(CatchPanic { future }),
+            Err(payload) => Either::Right(std::future::ready(panic_response(payload))),
+        };
         AroundFuture {
             answer: scope.wrap(handled),
             timer: None,

@@ -104,7 +104,8 @@ impl RequestScope {
         }
     }
 
-    /// Runs `f` inside the scope.
+    /// Runs `f` inside the scope (the tests' way to log as inside a request's handler).
+    #[cfg(test)]
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         match self {
             RequestScope::Span(span) => span.in_scope(f),
