@@ -131,9 +131,10 @@ pub(super) fn with_current_id<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
 /// One answered request, as its log line gives it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLine<'a> {
-    /// The logging module (the event's `target`).
+    /// The logging module (the event's `target`): a module path, written as it is.
     pub target: &'static str,
-    /// The request's method (a token: no character of it needs escaping, but it is escaped).
+    /// The request's method: a token (`http::Method` admits no other), so no character of it
+    /// needs escaping, and the line writes it as it is.
     pub method: &'a str,
     /// The route template, or `unmatched`.
     pub route: &'a str,
