@@ -47,12 +47,9 @@ count() {
     bench_start_ours "$port" "$wrapper" "$BENCH_TMP/$name.log"
     url=http://127.0.0.1:$port$PATH_
   fi
-  local pid=$BENCH_PID deadline=$((SECONDS + 120))
+  local pid=$BENCH_PID
   # Under valgrind the service starts in seconds, not milliseconds.
-  until curl -sf -o /dev/null "$url"; do
-    [ $SECONDS -lt $deadline ] || { echo "$name did not answer $url within 120 s" >&2; exit 1; }
-    sleep 0.2
-  done
+  bench_wait_ok "$url" 120
   requests=$(wrk -t1 -c8 -d"${secs}s" "$url" | awk '/requests in/ { print $1 }')
   kill "$pid"
   wait "$pid" 2>/dev/null || true

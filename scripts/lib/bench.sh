@@ -65,11 +65,12 @@ bench_start_ours() {
   BENCH_PIDS+=("$BENCH_PID")
 }
 
-# bench_wait_ok URL: polls until URL answers 200 (deadline 20 s).
+# bench_wait_ok URL [SECONDS]: polls until URL answers 200 (deadline SECONDS, 20 by default).
 bench_wait_ok() {
-  local deadline=$((SECONDS + 20))
+  local limit=${2:-20}
+  local deadline=$((SECONDS + limit))
   until [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; do
-    [ $SECONDS -lt $deadline ] || { echo "$1 did not answer 200 within 20 s" >&2; return 1; }
+    [ $SECONDS -lt $deadline ] || { echo "$1 did not answer 200 within $limit s" >&2; return 1; }
     sleep 0.05
   done
 }
