@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -25,7 +24,7 @@ pub use crate::config::ServeOptions;
 
 use super::accept::{self, AcceptErrors};
 use super::connections::{Connections, DEFAULT_POOL_BOUND, Order};
-use super::tracked::TrackedService;
+use super::tracked::{App, TrackedService};
 
 /// Connections the kernel completes and queues while the accept loop catches up.
 ///
@@ -70,7 +69,7 @@ pub struct DrainReport {
 /// open at `shutdown_timeout` is cut off.
 pub(crate) async fn serve_until(
     listener: TcpListener,
-    app: Router,
+    app: impl App,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
     on_drain: impl FnOnce(),
@@ -140,14 +139,14 @@ pub(crate) async fn serve_until(
 }
 
 /// What the accept loop hands to each connection.
-struct Server {
-    app: Router,
+struct Server<A> {
+    app: A,
     http: hyper::server::conn::http1::Builder,
     registry: Arc<Connections>,
     tasks: TaskTracker,
 }
 
-impl Server {
+impl<A: App> Server<A> {
     /// Accepts connections until `shutdown` completes.
     async fn accept_until(&self, listener: &TcpListener, shutdown: impl Future<Output = ()>) {
         let mut errors = AcceptErrors::default();
@@ -303,6 +302,7 @@ fn log_connection_end(result: Result<(), hyper::Error>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
     use axum::routing::get;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::Notify;

@@ -2,17 +2,20 @@
 //! request timeout, `Connection: close` while draining, the shutdown signal in the request's
 //! extensions, and a JSON 500 for a handler panic.
 //!
-//! This runs on every request, so it is one hand-written layer (`AroundRequest`) rather than
-//! axum's `from_fn` plus `Extension` plus tower-http's `CatchPanicLayer`: axum wraps each layer
-//! around every route and clones each one's boxed service per request, and `from_fn` boxes the
-//! next service and clones its state as well. Measured against a bare axum service with
-//! `scripts/bench-compare.sh`, the rest is kept lean too: the answer is a future of its own
-//! (`AroundFuture`, small enough for the allocator's per-thread cache); the request id comes
-//! without a system call (`random::request_id_bits`) and goes with the shutdown signal
-//! in one extension (`request_context`); the route label is the matched path's shared
-//! string; the HTTP metrics are counted per worker thread (`request_metrics`);
-//! the timeout's timer is set only for an answer that is not ready at once; and with our JSON
-//! log the request's id reaches its events without a span and its line is written directly
+//! This runs on every request, so it is one hand-written service (`AroundRequest`) around the
+//! whole router, rather than axum's `from_fn` plus `Extension` plus tower-http's
+//! `CatchPanicLayer`: axum wraps each layer around every route and clones each one's boxed
+//! service per request, and `from_fn` boxes the next service and clones its state as well.
+//! Around the router it needs no level of axum's route machinery at all; the route label,
+//! which axum tells only inside the router, comes from `route_labels`.
+//! Measured against a bare axum service with `scripts/bench-compare.sh` and
+//! `scripts/bench-instructions.sh`, the rest is kept lean too: the answer is a future of its
+//! own (`AroundFuture`, held in hyper's slot for the connection's answer, not boxed); the
+//! request id comes without a system call (`random::request_id_bits`) and goes with the
+//! shutdown signal in one extension (`request_context`); the route label is the matched path's
+//! shared string; the HTTP metrics are counted per worker thread (`request_metrics`); the
+//! timeout's timer is set only for an answer that is not ready at once; and with our JSON log
+//! the request's id reaches its events without a span and its line is written directly
 //! (`telemetry::request_log`).
 
 use std::convert::Infallible;
@@ -23,9 +26,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::Router;
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use axum::routing::future::RouteFuture;
 use futures_util::future::Either;
 
 use crate::telemetry::request_log::{RequestLine, RequestScope, Scoped};
@@ -34,9 +39,10 @@ use super::error_body::json_error;
 pub use super::request_context::RequestId;
 use super::request_context::{REQUEST_ID_HEADER, RequestContext};
 use super::request_metrics::{InFlight, RequestMetrics};
+use super::route_labels::{self, Label, RouteLabels};
 use super::shutdown::Shutdown;
 
-/// What the layer needs, shared by every route's copy of it.
+/// What the middleware needs, shared by every connection's copy of it.
 #[derive(Debug)]
 pub(crate) struct MiddlewareState {
     /// Longest a request may take (`REQUEST_TIMEOUT`).
@@ -55,47 +61,33 @@ impl AsRef<RequestMetrics> for MiddlewareState {
     }
 }
 
-/// Wraps every route in [`AroundRequest`].
+/// The request-id, timeout, draining, panic, log and metrics service around the router (one
+/// type, so the order is visible: id first, so the timeout's 408, the panic's 500 and the log
+/// line carry it). Cloned once per connection.
 #[derive(Debug, Clone)]
-pub(crate) struct AroundRequestLayer(Arc<MiddlewareState>);
-
-impl AroundRequestLayer {
-    pub(crate) fn new(state: MiddlewareState) -> Self {
-        Self(Arc::new(state))
-    }
+pub(crate) struct AroundRequest {
+    app: RouteLabels,
+    state: Arc<MiddlewareState>,
 }
 
-impl<S> tower_layer::Layer<S> for AroundRequestLayer {
-    type Service = AroundRequest<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AroundRequest {
-            inner,
-            state: Arc::clone(&self.0),
+impl AroundRequest {
+    /// Serves `app` (its routes and fallbacks all set) with `state`.
+    pub(crate) fn new(app: Router, state: MiddlewareState) -> Self {
+        Self {
+            app: RouteLabels::new(app),
+            state: Arc::new(state),
         }
     }
 }
 
-/// The request-id, timeout, draining, panic, log and metrics service around one route (one
-/// type, so the order is visible: id first, so the timeout's 408, the panic's 500 and the log
-/// line carry it).
-#[derive(Debug, Clone)]
-pub(crate) struct AroundRequest<S> {
-    inner: S,
-    state: Arc<MiddlewareState>,
-}
-
-impl<S> tower_service::Service<Request> for AroundRequest<S>
-where
-    S: tower_service::Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
-{
+impl tower_service::Service<Request> for AroundRequest {
     type Response = Response;
     type Error = Infallible;
-    type Future = AroundFuture<S::Future>;
+    type Future = AroundFuture<RouteFuture<Infallible>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // A router is always ready (axum's `Router::poll_ready` returns `Ready` as it is).
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
@@ -103,26 +95,25 @@ where
         let id = RequestId::of(&request);
         RequestContext::insert(&mut request, &id, &self.state.shutdown);
         let method = request.method().clone();
-        // The route template (`/hooks/deploy`), never the raw path: bounded label cardinality.
-        // `MatchedPath` shares its string, so keeping it costs no copy.
-        let route = request.extensions().get::<MatchedPath>().cloned();
 
         // Every event logged while handling the request carries its id.
         let scope = RequestScope::new(id.text(), || {
             tracing::info_span!("request", request_id = id.as_str())
         });
-        // A panic while the handler's future is made, or while it runs, is answered 500.
-        // The future is made outside the scope: the inner service is the route's (axum's
-        // `Router::layer` wraps each route's `Route`), whose `call` only clones the route's
-        // boxed service into a `Oneshot`; the route's own code, the handler's included, runs at
-        // the first poll, inside the scope. (Entering the scope around `call` cost the
-        // task-local's swap, ~100 instructions per request in callgrind, and moves of the
-        // request into the closure and of the future out.)
-        let handled = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)))
-        {
-            Ok(future) => Either::Left(CatchPanic { future }),
-            Err(payload) => Either::Right(std::future::ready(panic_response(payload))),
-        };
+        // A panic while the router's future is made, or while it runs, is answered 500.
+        // The future is made outside the scope: the router only matches the path and clones
+        // the route's boxed service into a `Oneshot`; the route's own code, the handler's
+        // included, runs at the first poll, inside the scope. (Entering the scope around `call`
+        // cost the task-local's swap, ~100 instructions per request in callgrind, and moves of
+        // the request into the closure and of the future out.)
+        let (handled, route) =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.app.call(request))) {
+                Ok((future, route)) => (Either::Left(CatchPanic { future }), route),
+                Err(payload) => (
+                    Either::Right(std::future::ready(panic_response(payload))),
+                    Label::Unmatched,
+                ),
+            };
         AroundFuture {
             answer: scope.wrap(handled),
             timer: None,
@@ -143,10 +134,9 @@ pin_project_lite::pin_project! {
     ///
     /// A future of its own rather than a boxed `async` block: the block held the handler's
     /// future twice over (captured, then moved into the timeout) beside a timer, 1,560 bytes in
-    /// all, past the size glibc's per-thread cache serves (1,032), and it was built on the stack
-    /// and copied into its box. This one
-    /// holds the handler's future once, boxes the timer only when the answer is not ready at
-    /// once, and is boxed once, by axum.
+    /// all, and it was built on the stack and copied into its box. This one holds the router's
+    /// future once, boxes the timer only when the answer is not ready at once, and is not boxed
+    /// at all: hyper keeps it in its connection's slot for the answer in flight.
     pub(crate) struct AroundFuture<F> {
         #[pin]
         answer: Scoped<Either<CatchPanic<F>, Ready<Response>>>,
@@ -166,10 +156,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(after) = this.after.as_ref() else {
+        let Some(after) = this.after.as_mut() else {
             panic!("AroundFuture polled after it was ready");
         };
-        let answered = match this.answer.poll(cx) {
+        let polled = this.answer.poll(cx);
+        if let Label::Pending = after.route {
+            // The reporting router said which route matched during that (first) poll.
+            after.route = route_labels::take_reported();
+        }
+        let answered = match polled {
             Poll::Ready(response) => Some(response),
             Poll::Pending => {
                 let deadline = after.started + after.in_flight.owner().request_timeout;
@@ -195,7 +190,7 @@ struct After {
     started: Instant,
     id: RequestId,
     method: Method,
-    route: Option<MatchedPath>,
+    route: Label,
 }
 
 impl After {
@@ -217,7 +212,7 @@ impl After {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let route = route.as_str();
         let status = response.status().as_u16();
         let latency = started.elapsed();
         state.metrics.record(route, status, latency);
@@ -286,12 +281,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_requests_future_fits_the_allocators_per_thread_cache() {
-        // glibc serves allocations up to 1,032 bytes from a per-thread cache; the boxed `async`
-        // block this replaced was 1,560 (see `AroundFuture`).
-        let size =
-            std::mem::size_of::<AroundFuture<axum::routing::future::RouteFuture<Infallible>>>();
-        eprintln!("AroundFuture around a route: {size} bytes");
+    fn a_requests_future_stays_small() {
+        // It is moved from `call` into hyper's slot (each move a copy); the boxed `async` block
+        // it replaced was 1,560 bytes (see `AroundFuture`).
+        let size = std::mem::size_of::<AroundFuture<RouteFuture<Infallible>>>();
+        eprintln!("AroundFuture around the router: {size} bytes");
         assert!(size <= 1032, "{size} bytes");
     }
 }

@@ -21,6 +21,7 @@ pub mod listener;
 pub mod middleware;
 mod request_context;
 mod request_metrics;
+mod route_labels;
 mod routes;
 mod shutdown;
 mod tracked;
@@ -46,7 +47,7 @@ use crate::webhooks::{self, HookState};
 use connections::MaxConnections;
 use error_body::json_error;
 pub use listener::{DrainReport, ServeOptions};
-use middleware::{AroundRequestLayer, MiddlewareState};
+use middleware::{AroundRequest, MiddlewareState};
 pub use request_context::{MissingRequestId, RequestId};
 use request_metrics::RequestMetrics;
 pub use shutdown::{MissingShutdown, Shutdown};
@@ -289,20 +290,21 @@ impl Deployment {
         cap
     }
 
-    /// The layers every route goes through, the application's included.
-    fn wrap(&self, app: Router) -> Router {
+    /// `app` with its fallbacks, inside what every request goes through.
+    fn wrap(&self, app: Router) -> AroundRequest {
         let state = MiddlewareState {
             request_timeout: self.config.request_timeout,
             lifecycle: self.lifecycle.clone(),
             shutdown: self.shutdown(),
             metrics: self.request_metrics.clone(),
         };
-        app.fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
+        let app = app
+            .fallback(|| async { json_error(StatusCode::NOT_FOUND, "not found") })
             // axum keeps its `Allow` header on this answer; without it the body would be empty.
             .method_not_allowed_fallback(|| async {
                 json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            })
-            .layer(AroundRequestLayer::new(state))
+            });
+        AroundRequest::new(app, state)
     }
 }
 

@@ -13,33 +13,58 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
-use axum::routing::future::RouteFuture;
 use futures_util::future::Either;
 use hyper::body::{Frame, Incoming, SizeHint};
 
 use super::connections::Slot;
 
+/// What a connection serves: a router, or the middleware around one (any tower service of
+/// requests that never fails, cloned once per connection).
+pub(crate) trait App:
+    tower_service::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower_service::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The app for one connection.
 ///
-/// The router is called in place. hyper's adapter for a tower service
+/// The app is called in place. hyper's adapter for a tower service
 /// (`hyper_util::service::TowerToHyperService`, as `axum::serve` uses) clones it for every
 /// request, to own it through `poll_ready` and `call`: a reference count that every
 /// connection's requests write, from both workers, and a `Oneshot` state machine around the
-/// answer. A `Router` is always ready (its `poll_ready` returns `Ready` without looking at
-/// anything), and hyper calls a connection's service from that connection's task only, one call
-/// at a time, so a `RefCell` lends it out for each call.
+/// answer. The apps served here are always ready (a `Router`'s `poll_ready` returns `Ready`
+/// without looking at anything, and so does the middleware's), and hyper calls a connection's
+/// service from that connection's task only, one call at a time, so a `RefCell` lends it out
+/// for each call.
 #[derive(Debug)]
-pub struct TrackedService {
-    app: RefCell<Router>,
+pub struct TrackedService<S> {
+    app: RefCell<S>,
     slot: Arc<Slot>,
 }
 
-impl TrackedService {
+impl<S> TrackedService<S> {
     /// Serves `app`, reporting to `slot`.
-    pub fn new(app: Router, slot: Arc<Slot>) -> Self {
+    pub fn new(app: S, slot: Arc<Slot>) -> Self {
         Self {
             app: RefCell::new(app),
             slot,
@@ -47,10 +72,14 @@ impl TrackedService {
     }
 }
 
-impl hyper::service::Service<Request<Incoming>> for TrackedService {
+impl<S> hyper::service::Service<Request<Incoming>> for TrackedService<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
     type Response = Response<TrackedBody>;
     type Error = Infallible;
-    type Future = Either<Ready<Result<Response<TrackedBody>, Infallible>>, TrackedAnswer>;
+    type Future =
+        Either<Ready<Result<Response<TrackedBody>, Infallible>>, TrackedAnswer<S::Future>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         if !self.slot.begin_request() {
@@ -59,7 +88,10 @@ impl hyper::service::Service<Request<Incoming>> for TrackedService {
             return Either::Left(std::future::ready(Ok(evicted_answer())));
         }
         Either::Right(TrackedAnswer {
-            answer: tower_service::Service::call(&mut *self.app.borrow_mut(), request),
+            answer: tower_service::Service::call(
+                &mut *self.app.borrow_mut(),
+                request.map(Body::new),
+            ),
             guard: Some(RequestGuard(Arc::clone(&self.slot))),
         })
     }
@@ -68,15 +100,18 @@ impl hyper::service::Service<Request<Incoming>> for TrackedService {
 pin_project_lite::pin_project! {
     /// The app's answer, its body then carrying the guard that ends the request. (A future of
     /// its own rather than a boxed `async` block: one allocation less per request.)
-    pub struct TrackedAnswer {
+    pub struct TrackedAnswer<F> {
         #[pin]
-        answer: RouteFuture<Infallible>,
+        answer: F,
         // Dropped with the future if the connection goes before the answer is ready.
         guard: Option<RequestGuard>,
     }
 }
 
-impl Future for TrackedAnswer {
+impl<F> Future for TrackedAnswer<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
     type Output = Result<Response<TrackedBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

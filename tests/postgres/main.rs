@@ -11,4 +11,5 @@ mod panic;
 mod pool;
 mod pool_pgbouncer;
 mod pool_tls;
+mod route_labels;
 mod shutdown_signal;
