@@ -72,6 +72,10 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
     };
     let (targets, env_filter) = filter_from_env();
     let filter_reads_spans = env_filter.is_some();
+    // A `Targets` filter decides by target and level alone: the request line's fate is known now.
+    let line_enabled = targets.as_ref().map(|targets| {
+        targets.would_enable(request_log::REQUEST_LINE_TARGET, &tracing::Level::INFO)
+    });
     // The filter decides; the formatter passes everything it is given.
     let builder = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -94,7 +98,7 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
     match installed {
         Ok(()) => {
             let _ = LOG_BUFFER.set(buffer.clone());
-            request_log::installed(format == LogFormat::Json, filter_reads_spans);
+            request_log::installed(format == LogFormat::Json, filter_reads_spans, line_enabled);
             LogGuard(Some(buffer))
         }
         Err(_) => {

@@ -33,7 +33,7 @@ use axum::response::Response;
 use axum::routing::future::RouteFuture;
 use futures_util::future::Either;
 
-use crate::telemetry::request_log::{RequestLine, RequestScope, Scoped};
+use crate::telemetry::request_log::{self, RequestLine, RequestScope, Scoped};
 
 use super::error_body::json_error;
 pub use super::request_context::RequestId;
@@ -41,6 +41,10 @@ use super::request_context::{REQUEST_ID_HEADER, RequestContext};
 use super::request_metrics::{InFlight, RequestMetrics};
 use super::route_labels::{self, Label, RouteLabels};
 use super::shutdown::Shutdown;
+
+/// This module's path: the target of the request line's fallback event (see the test).
+#[cfg(test)]
+const MODULE: &str = module_path!();
 
 /// What the middleware needs, shared by every connection's copy of it.
 #[derive(Debug)]
@@ -216,9 +220,9 @@ impl After {
         let status = response.status().as_u16();
         let latency = started.elapsed();
         state.metrics.record(route, status, latency);
-        if tracing::enabled!(tracing::Level::INFO) {
+        if request_log::request_line_enabled() {
             let line = RequestLine {
-                target: module_path!(),
+                target: request_log::REQUEST_LINE_TARGET,
                 method: method.as_str(),
                 route,
                 status,
@@ -279,6 +283,13 @@ fn panic_response(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_line_is_logged_under_this_modules_target() {
+        // `RUST_LOG` filters the line by the target it names; the fallback event (another
+        // subscriber) is logged from here, under this module's path.
+        assert_eq!(request_log::REQUEST_LINE_TARGET, super::MODULE);
+    }
 
     #[test]
     fn a_requests_future_stays_small() {

@@ -20,7 +20,7 @@
 //!   `tracing`, about 0.25 µs written directly).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -74,11 +74,44 @@ impl IdText {
 static JSON: AtomicBool = AtomicBool::new(false);
 /// Set once our JSON subscriber is installed with a filter that does not look at spans.
 static SPANLESS: AtomicBool = AtomicBool::new(false);
+/// Whether the request line is logged, once our subscriber's filter has said so for good
+/// ([`LINE_ASK`] until then, and for a filter that decides per event).
+static LINE: AtomicU8 = AtomicU8::new(LINE_ASK);
+const LINE_ASK: u8 = 0;
+const LINE_ON: u8 = 1;
+const LINE_OFF: u8 = 2;
 
-/// Records what [`super::init_logging`] installed.
-pub(super) fn installed(json: bool, filter_reads_spans: bool) {
+/// The target of the request line: the middleware's module, which logs it (a test checks that
+/// the two agree), so that `RUST_LOG=render_deploy::server::middleware=warn` turns it off.
+pub const REQUEST_LINE_TARGET: &str = "render_deploy::server::middleware";
+
+/// Records what [`super::init_logging`] installed: the format, whether the filter looks at
+/// spans, and, when the filter decides by target and level alone, whether it lets the request
+/// line through.
+pub(super) fn installed(json: bool, filter_reads_spans: bool, line_enabled: Option<bool>) {
     JSON.store(json, Ordering::Relaxed);
     SPANLESS.store(json && !filter_reads_spans, Ordering::Relaxed);
+    let line = match line_enabled {
+        // Also off when this build compiles info events out (tracing's `max_level_*`).
+        Some(on) if on && tracing::level_enabled!(tracing::Level::INFO) => LINE_ON,
+        Some(_) => LINE_OFF,
+        None => LINE_ASK,
+    };
+    LINE.store(line, Ordering::Relaxed);
+}
+
+/// Whether a request's line is to be logged.
+///
+/// Decided once when our subscriber's filter is a fixed `Targets` (a plain `RUST_LOG`);
+/// otherwise tracing is asked each time. `tracing::enabled!` goes through the dispatcher and
+/// the subscriber's layers even when the call site's interest is cached as "always" (~100
+/// instructions per request in callgrind).
+pub fn request_line_enabled() -> bool {
+    match LINE.load(Ordering::Relaxed) {
+        LINE_ON => true,
+        LINE_OFF => false,
+        _ => tracing::enabled!(target: REQUEST_LINE_TARGET, tracing::Level::INFO),
+    }
 }
 
 /// A future inside a [`RequestScope`].

@@ -502,3 +502,40 @@ async fn a_handlers_events_carry_the_request_id_and_the_request_line_its_fields_
     }
     assert_eq!(shapes[0], shapes[1], "the two ways give lines of one shape");
 }
+
+#[tokio::test]
+async fn rust_log_turns_the_request_line_off_by_its_target_and_leaves_it_on_otherwise() {
+    let (_pg, url) = database().await;
+    // The line's target is the middleware's module: filtered there, and only there.
+    for (rust_log, logged) in [
+        ("info,render_deploy::server::middleware=warn", false),
+        ("warn", false),
+        ("warn,render_deploy::server::middleware=info", true),
+    ] {
+        let app = serve(&url, &[("LOG_FORMAT", "json"), ("RUST_LOG", rust_log)]);
+        for n in 0..2 {
+            let refused = request(
+                app.port,
+                "POST",
+                "/hooks/deploy",
+                &[("x-request-id", &format!("line-{n}"))],
+                b"{}",
+            )
+            .unwrap();
+            assert_eq!(refused.status, 401, "{rust_log}");
+        }
+        // The second request's refusal (a warning, logged at every one of these levels) comes
+        // after the first request's line, had there been one: the answer follows its line.
+        wait_log_line(&app, |l| {
+            l["message"] == "deploy hook: delivery refused" && l["span"]["request_id"] == "line-1"
+        });
+        let lines: Vec<serde_json::Value> = app
+            .output()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["message"] == "request")
+            .collect();
+        let first = lines.iter().any(|l| l["request_id"] == "line-0");
+        assert_eq!(first, logged, "RUST_LOG={rust_log}: {lines:?}");
+    }
+}
