@@ -227,7 +227,7 @@ impl After {
                 route,
                 status,
                 latency,
-                request_id: id.as_str(),
+                request_id: id.text(),
             };
             // Our JSON subscriber takes the line as it is; any other gets the event.
             if !crate::telemetry::write_request_line(&line) {
@@ -236,7 +236,7 @@ impl After {
                     route,
                     status,
                     latency_ms = line.latency_ms(),
-                    request_id = line.request_id,
+                    request_id = line.request_id.as_str(),
                     "request"
                 );
             }

@@ -175,8 +175,9 @@ pub struct RequestLine<'a> {
     pub status: u16,
     /// From the headers' arrival to the answer.
     pub latency: Duration,
-    /// The request's id (visible ASCII).
-    pub request_id: &'a str,
+    /// The request's id: made up here (hex digits, written without the escape check) or the
+    /// caller's (visible ASCII, which may hold a quote or a backslash).
+    pub request_id: &'a IdText,
 }
 
 impl RequestLine<'_> {
