@@ -5,9 +5,8 @@
 //! (`MatchedPath`), so a layer that reads it has to be one of `Router::layer`'s, which axum puts
 //! around every route. Such a layer costs a level of axum's route machinery on every request
 //! (a boxed clone of the route, a boxed future, the moves between them): ~1,030 instructions per
-//! request in callgrind on `/livez`, more than our whole middleware's other work besides the log
-//! line (`scripts/bench-instructions.sh`, a build with a layer that only passes the request on,
-//! against one without). axum has discussed putting the matched path where a layer outside the
+//! request in callgrind on `/livez` (`scripts/bench-instructions.sh`, a build with a layer that
+//! only passes the request on, against one without). axum has discussed putting the matched path where a layer outside the
 //! router could read it, and not done it (tokio-rs/axum#1441).
 //!
 //! So the router is kept twice ([`RouteLabels`]): as the application built it, and with a layer
