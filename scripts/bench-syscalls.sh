@@ -40,7 +40,7 @@ count() {
   local out=$BENCH_TMP/$1.strace tracer n
   strace -c -f -p "$2" -o "$out" 2>/dev/null &
   tracer=$!
-  # strace attaches to every thread before it writes its first line; wait for that, not a time.
+  # Counting starts once every thread of the server is traced (an event, not a pause).
   bench_wait_attached "$2"
   read -r _ _ n < <(bench_wrk "$CONNECTIONS" "$DURATION" "$3")
   kill -INT "$tracer"
@@ -49,10 +49,11 @@ count() {
   echo "requests $n"
 }
 
-# bench_wait_attached PID: until /proc says PID is traced (TracerPid set), at most 10 s.
+# bench_wait_attached PID: until /proc says every thread of PID is traced (no thread's
+# TracerPid is 0), at most 10 s. (`strace -f -p` attaches to the threads one by one.)
 bench_wait_attached() {
   local deadline=$((SECONDS + 10))
-  until [ "$(awk '/^TracerPid:/ { print $2 }' "/proc/$1/status")" != 0 ]; do
+  while awk '/^TracerPid:/ && $2 == 0 { untraced = 1 } END { exit !untraced }' "/proc/$1"/task/*/status; do
     [ $SECONDS -lt $deadline ] || { echo "strace did not attach to $1" >&2; return 1; }
     sleep 0.05
   done

@@ -6,8 +6,8 @@
 //! around every route. Such a layer costs a level of axum's route machinery on every request
 //! (a boxed clone of the route, a boxed future, the moves between them): ~1,030 instructions per
 //! request in callgrind on `/livez` (`scripts/bench-instructions.sh`, a build with a layer that
-//! only passes the request on, against one without). axum has discussed putting the matched path where a layer outside the
-//! router could read it, and not done it (tokio-rs/axum#1441).
+//! only passes the request on, against one without). axum has discussed putting the matched
+//! path where a layer outside the router could read it, and not done it (tokio-rs/axum#1441).
 //!
 //! So the router is kept twice ([`RouteLabels`]): as the application built it, and with a layer
 //! ([`Report`]) that tells which route matched. The middleware, outside the router, sends a
