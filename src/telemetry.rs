@@ -20,6 +20,7 @@ mod json_line;
 mod line_buffer;
 pub(crate) mod request_log;
 
+pub(crate) use json_line::needs_no_json_escape;
 pub use json_line::{JsonFields, JsonLine};
 use line_buffer::LineBuffer;
 

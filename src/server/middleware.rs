@@ -216,15 +216,16 @@ impl After {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        let route_is_plain = route.is_json_plain();
         let route = route.as_str();
         let status = response.status().as_u16();
         let latency = started.elapsed();
         state.metrics.record(route, status, latency);
         if request_log::request_line_enabled() {
             let line = RequestLine {
-                target: request_log::REQUEST_LINE_TARGET,
                 method: method.as_str(),
                 route,
+                route_is_plain,
                 status,
                 latency,
                 request_id: id.text(),

@@ -81,8 +81,8 @@ const LINE_ASK: u8 = 0;
 const LINE_ON: u8 = 1;
 const LINE_OFF: u8 = 2;
 
-/// The target of the request line: the middleware's module, which logs it (a test checks that
-/// the two agree), so that `RUST_LOG=render_deploy::server::middleware=warn` turns it off.
+/// The target of the request line: the middleware's module, which logs it (tests check that
+/// the two agree, and that the line written directly says it), so that `RUST_LOG=render_deploy::server::middleware=warn` turns it off.
 pub const REQUEST_LINE_TARGET: &str = "render_deploy::server::middleware";
 
 /// Records what [`super::init_logging`] installed: the format, whether the filter looks at
@@ -164,13 +164,14 @@ pub(super) fn with_current_id<R>(f: impl FnOnce(&str) -> R) -> Option<R> {
 /// One answered request, as its log line gives it.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestLine<'a> {
-    /// The logging module (the event's `target`): a module path, written as it is.
-    pub target: &'static str,
     /// The request's method: a token (`http::Method` admits no other), so no character of it
     /// needs escaping, and the line writes it as it is.
     pub method: &'a str,
     /// The route template, or `unmatched`.
     pub route: &'a str,
+    /// Whether `route` is known to need no JSON escape (checked once, when a static route was
+    /// learned: [`super::needs_no_json_escape`]), so that the line skips the check.
+    pub route_is_plain: bool,
     /// The answer's status code.
     pub status: u16,
     /// From the headers' arrival to the answer.
