@@ -17,6 +17,9 @@ use crate::telemetry::request_log::IdText;
 
 /// The request-id header, read from the caller or made up.
 pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// Up to this many header names, the request's id is looked for by comparing names rather than
+/// by the map's hash ([`RequestId::of`]).
+const FEW_HEADERS: usize = 8;
 /// The same, as a header name made at compile time: from a `&str` it is parsed on every use,
 /// and a `static`'s clone (each answer's header needs its own) is a call through its bytes'
 /// vtable, where a constant is built in place (`perf`: the clone was the busiest spot of the
@@ -32,7 +35,19 @@ pub struct RequestId(IdText);
 impl RequestId {
     /// The caller's id when it is acceptable (a clone of the header, no copy), else a new one.
     pub(crate) fn of(request: &Request) -> Self {
-        match request.headers().get(&REQUEST_ID_HEADER) {
+        let headers = request.headers();
+        // A custom name is hashed byte by byte for the map's look-up; a request with a few
+        // headers is read sooner by comparing names, where a standard one differs at once
+        // (callgrind: ~65 instructions per request less with wrk's one header). The first
+        // value either way.
+        let caller = if headers.keys_len() <= FEW_HEADERS {
+            headers
+                .iter()
+                .find_map(|(name, value)| (*name == REQUEST_ID_HEADER).then_some(value))
+        } else {
+            headers.get(&REQUEST_ID_HEADER)
+        };
+        match caller {
             Some(v) if is_acceptable(v.as_bytes()) => RequestId(IdText::Caller(v.clone())),
             _ => Self::new(),
         }
@@ -164,6 +179,27 @@ mod tests {
         // The answer's header says the same id as the log.
         assert_eq!(id.clone().into_header_value(), id.as_str());
         assert_ne!(RequestId::new().as_str(), id.as_str());
+    }
+
+    #[test]
+    fn the_callers_id_is_found_among_few_headers_and_many() {
+        for others in [0, 1, FEW_HEADERS - 1, FEW_HEADERS, 40] {
+            let mut builder = Request::builder().header("host", "example");
+            for n in 0..others {
+                builder = builder.header(format!("x-other-{n}"), "v");
+            }
+            let request = builder
+                .header("X-Request-Id", "first")
+                .header("x-request-id", "second")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            assert_eq!(RequestId::of(&request).as_str(), "first", "{others} others");
+        }
+        let unusable = Request::builder()
+            .header("x-request-id", "has space")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(RequestId::of(&unusable).as_str().len(), 32);
     }
 
     #[test]
