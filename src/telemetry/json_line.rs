@@ -133,7 +133,7 @@ fn write_request_id(line: &mut String, id: &str) -> fmt::Result {
 ///
 /// The fixed text between the fields, quotes included, is written in one piece each: every
 /// piece is a capacity check and a copy, and writing the quotes and the names apart was 26 of
-/// them (callgrind: ~130 instructions per line more than these 12).
+/// them (callgrind: this function's own instructions 369 → 300 per line).
 pub(super) fn write_request_line(line: &mut String, request: &RequestLine<'_>) -> fmt::Result {
     line.push_str("{\"timestamp\":\"");
     write_now(line)?;

@@ -110,7 +110,8 @@ const LINE_ON: u8 = 1;
 const LINE_OFF: u8 = 2;
 
 /// The target of the request line: the middleware's module, which logs it (tests check that
-/// the two agree, and that the line written directly says it), so that `RUST_LOG=render_deploy::server::middleware=warn` turns it off.
+/// the two agree, and that the line written directly says it), so that
+/// `RUST_LOG=render_deploy::server::middleware=warn` turns it off.
 pub const REQUEST_LINE_TARGET: &str = "render_deploy::server::middleware";
 
 /// Records what [`super::init_logging`] installed: the format, whether the filter looks at
