@@ -22,9 +22,9 @@ pub(crate) fn bytes<const N: usize>() -> [u8; N] {
 /// fresh one is a keyed pseudo-random function of a counter, so that half is independent across
 /// processes and cannot be guessed from earlier ids without the thread's key. The count (from a
 /// random start, drawn once per thread) makes an id unique within its thread for good, where
-/// hashes alone are unique only very likely. (A second hash for the low half, as before, cost
-/// ~110 instructions per request in callgrind.) Good for telling requests apart in logs; not
-/// for secrets (those use [`bytes`]).
+/// hashes alone are unique only very likely. (A second hash for the low half, as before: callgrind
+/// counted `hash_one` at 342 instructions per request with it, 257 without.) Good for telling
+/// requests apart in logs; not for secrets (those use [`bytes`]).
 pub(crate) fn request_id_bits() -> u128 {
     use std::hash::BuildHasher;
     thread_local! {
