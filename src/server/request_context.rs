@@ -6,6 +6,8 @@
 //! allocation on every request (malloc probes under `perf`). One entry of ours, and axum without
 //! its `original-uri` feature (which added a copy of the URI that nothing reads), keep it at three.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -112,14 +114,16 @@ fn is_acceptable(v: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
     id: RequestId,
-    shutdown: Shutdown,
+    /// The connection's own reference (cloned per request; the signal itself is cloned only
+    /// for a handler that asks for it).
+    shutdown: Arc<Shutdown>,
 }
 
 impl RequestContext {
-    pub(crate) fn insert(request: &mut Request, id: &RequestId, shutdown: &Shutdown) {
+    pub(crate) fn insert(request: &mut Request, id: &RequestId, shutdown: &Arc<Shutdown>) {
         request.extensions_mut().insert(RequestContext {
             id: id.clone(),
-            shutdown: shutdown.clone(),
+            shutdown: Arc::clone(shutdown),
         });
     }
 }
@@ -155,7 +159,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Shutdown {
         let extensions = &parts.extensions;
         extensions
             .get::<RequestContext>()
-            .map(|context| context.shutdown.clone())
+            .map(|context| Shutdown::clone(&context.shutdown))
             // A router served some other way, with `Extension(Shutdown::from_token(…))`.
             .or_else(|| extensions.get::<Shutdown>().cloned())
             .ok_or(MissingShutdown)
