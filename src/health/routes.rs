@@ -166,16 +166,7 @@ struct Parts {
     answered_once: Arc<AtomicBool>,
     lifecycle: Lifecycle,
     info: ServiceInfo,
-    /// Each thread's own copy of `info` (made at its first report), so that the report's clones
-    /// of its two strings count references that no other thread writes: two counts shared by
-    /// every request would take their cache lines from the other core each time.
-    info_copies: Box<[InfoCopy]>,
 }
-
-/// One [`per_thread`](crate::per_thread) slot's copy of the service's info.
-#[repr(align(128))]
-#[derive(Debug, Default)]
-struct InfoCopy(std::sync::OnceLock<ServiceInfo>);
 
 impl HealthState {
     /// The health service over `probe`, cached per `settings`; registers its cache with
@@ -230,9 +221,6 @@ impl HealthState {
             answered_once,
             lifecycle,
             info,
-            info_copies: (0..crate::per_thread::SLOTS)
-                .map(|_| InfoCopy::default())
-                .collect(),
         });
         Self { inner }
     }
@@ -261,17 +249,6 @@ impl HealthState {
     /// Who this instance is (version and instance name), as reported.
     pub fn info(&self) -> &ServiceInfo {
         &self.inner.info
-    }
-
-    /// This thread's copy of [`info`](Self::info): the same text in strings of its own.
-    fn info_here(&self) -> &ServiceInfo {
-        let info = &self.inner.info;
-        self.inner.info_copies[crate::per_thread::slot()]
-            .0
-            .get_or_init(|| ServiceInfo {
-                version: Arc::from(&*info.version),
-                instance: Arc::from(&*info.instance),
-            })
     }
 
     /// Whether the database has answered a probe since start-up.
@@ -315,8 +292,8 @@ impl HealthState {
                 checked_at: rfc3339(time::OffsetDateTime::now_utc()).into(),
                 cached: false,
                 age_seconds: 0,
-                version: Arc::clone(&self.info_here().version),
-                instance: Arc::clone(&self.info_here().instance),
+                version: Arc::clone(&self.inner.info.version),
+                instance: Arc::clone(&self.inner.info.instance),
             },
         }
     }
@@ -351,15 +328,14 @@ impl HealthState {
         database: DatabaseReport,
         checked: &Checked<DatabaseCheck>,
     ) -> HealthReport {
-        let info = self.info_here();
         HealthReport {
             status,
             database,
             checked_at: Arc::clone(checked.checked_at_rfc3339()),
             cached: checked.cached,
             age_seconds: checked.age_seconds(),
-            version: Arc::clone(&info.version),
-            instance: Arc::clone(&info.instance),
+            version: Arc::clone(&self.inner.info.version),
+            instance: Arc::clone(&self.inner.info.instance),
         }
     }
 }
