@@ -6,8 +6,6 @@
 //! allocation on every request (malloc probes under `perf`). One entry of ours, and axum without
 //! its `original-uri` feature (which added a copy of the URI that nothing reads), keep it at three.
 
-use std::sync::Arc;
-
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -114,16 +112,14 @@ fn is_acceptable(v: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct RequestContext {
     id: RequestId,
-    /// The connection's own reference (cloned per request; the signal itself is cloned only
-    /// for a handler that asks for it).
-    shutdown: Arc<Shutdown>,
+    shutdown: Shutdown,
 }
 
 impl RequestContext {
-    pub(crate) fn insert(request: &mut Request, id: &RequestId, shutdown: &Arc<Shutdown>) {
+    pub(crate) fn insert(request: &mut Request, id: &RequestId, shutdown: &Shutdown) {
         request.extensions_mut().insert(RequestContext {
             id: id.clone(),
-            shutdown: Arc::clone(shutdown),
+            shutdown: shutdown.clone(),
         });
     }
 }
@@ -159,7 +155,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Shutdown {
         let extensions = &parts.extensions;
         extensions
             .get::<RequestContext>()
-            .map(|context| Shutdown::clone(&context.shutdown))
+            .map(|context| context.shutdown.clone())
             // A router served some other way, with `Extension(Shutdown::from_token(…))`.
             .or_else(|| extensions.get::<Shutdown>().cloned())
             .ok_or(MissingShutdown)
