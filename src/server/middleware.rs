@@ -108,7 +108,7 @@ impl tower_service::Service<Request> for AroundRequest {
         // The future is made outside the scope: the router only matches the path and clones
         // the route's boxed service into a `Oneshot`; the route's own code, the handler's
         // included, runs at the first poll, inside the scope. (Entering the scope around `call`
-        // cost the task-local's swap, ~100 instructions per request in callgrind, and moves of
+        // cost the scope's swap, ~100 instructions per request in callgrind, and moves of
         // the request into the closure and of the future out.)
         let (handled, route) =
             match std::panic::catch_unwind(AssertUnwindSafe(|| self.app.call(request))) {

@@ -612,9 +612,9 @@ mod tests {
         use futures_util::FutureExt;
         use tracing::Span;
         let id = request_log::IdText::Caller(axum::http::HeaderValue::from_static("req-7"));
-        // The task-local, as the middleware uses it when our JSON subscriber reads it alone.
+        // The per-thread slot, as the middleware uses it when our JSON subscriber reads it alone.
         let local = formatted(|| {
-            let scope = request_log::RequestScope::Local(id.clone());
+            let mut scope = request_log::RequestScope::Local(Some(id.clone()));
             scope.in_scope(|| tracing::warn!("made"));
             scope
                 .wrap(async {
