@@ -9,10 +9,11 @@
 //!   creation, an enter and an exit per poll, and its closing: `perf` on `/livez` put the
 //!   span's creation at 0.24 µs and its closing at 0.16 µs per request, of the 2.45 µs that the
 //!   middleware and the handler took. With our JSON subscriber and a `RUST_LOG` of levels and
-//!   targets nothing needs the span itself: the id rides in a per-thread slot, swapped in and out
-//!   around each poll of the handler's future as tokio's task-locals are ([`Scoped`]), and the
-//!   formatter writes it where the span's fields went (`"span":{"request_id":…,"name":"request"}`). A `RUST_LOG` with span
-//!   directives (`[request{request_id=…}]=debug`) gets the span, which it filters on.
+//!   targets nothing needs the span itself: the id rides in a per-thread slot, swapped in and
+//!   out around each poll of the handler's future as tokio's task-locals are ([`Scoped`]), and
+//!   the formatter writes it where the span's fields went
+//!   (`"span":{"request_id":…,"name":"request"}`). A `RUST_LOG` with span directives
+//!   (`[request{request_id=…}]=debug`) gets the span, which it filters on.
 //! - **The line.** The request line has fixed fields, so with our JSON subscriber it is written
 //!   straight into the log buffer ([`super::write_request_line`]), the same bytes the formatter
 //!   would give the event (a test compares the two), without the event's dispatch through the
@@ -39,8 +40,9 @@ thread_local! {
 ///
 /// Inline because an id is cloned twice per request (into the request's extensions and into
 /// its scope): a made-up id as a `HeaderValue` was a copy into a buffer of its own, then a
-/// second allocation and a reference count at its first clone (`Bytes` turns shared lazily). Inline, a clone is a copy of 32 bytes, and the one allocation
-/// is the answer's header at the end.
+/// second allocation and a reference count at its first clone (`Bytes` turns shared lazily).
+/// Inline, a clone is a copy of 32 bytes, and the one allocation is the answer's header at the
+/// end.
 #[derive(Debug, Clone)]
 pub enum IdText {
     /// Made up for a request that brought no usable id: lowercase hex digits.
@@ -170,15 +172,14 @@ impl RequestScope {
         match self {
             RequestScope::Span(span) => span.in_scope(f),
             RequestScope::Local(held) => {
-                /// Swaps back when dropped.
+                /// Swaps back when dropped, if the swap in was made.
                 struct Swapped<'a>(&'a mut Option<IdText>);
                 impl Drop for Swapped<'_> {
                     fn drop(&mut self) {
                         swap_current(self.0);
                     }
                 }
-                swap_current(held);
-                let _back = Swapped(held);
+                let _back = swap_current(held).then_some(Swapped(held));
                 f()
             }
         }
@@ -199,15 +200,18 @@ impl RequestScope {
     }
 }
 
-/// Exchanges `held` with this thread's current request id. The slot is borrowed only here and
-/// by [`with_current_id`], neither of which calls out while it holds it, so the borrow does not
-/// fail; if it ever did, the id would just be missing from the request's events.
-fn swap_current(held: &mut Option<IdText>) {
-    REQUEST_ID.with(|current| {
-        if let Ok(mut current) = current.try_borrow_mut() {
+/// Exchanges `held` with this thread's current request id; whether it did. The slot is
+/// borrowed only here and by [`with_current_id`], neither of which calls out while it holds
+/// it, so the borrow does not fail; if it ever did, the id would just be missing from the
+/// request's events.
+fn swap_current(held: &mut Option<IdText>) -> bool {
+    REQUEST_ID.with(|current| match current.try_borrow_mut() {
+        Ok(mut current) => {
             std::mem::swap(&mut *current, held);
+            true
         }
-    });
+        Err(_) => false,
+    })
 }
 
 pin_project_lite::pin_project! {
